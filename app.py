@@ -1,0 +1,13 @@
+"""Entry point: page config and navigation, nothing else."""
+import streamlit as st
+
+st.set_page_config(page_title="Character Workbench", page_icon="🎭", layout="wide")
+
+pages = {
+    "Workbench": [
+        st.Page("pages/home.py", title="Overview", icon="🏠", default=True),
+        st.Page("pages/characters.py", title="Characters", icon="🧑‍🎨"),
+        st.Page("pages/styles.py", title="Styles", icon="🎨"),
+    ],
+}
+st.navigation(pages).run()

@@ -1,0 +1,1 @@
+"""Service layer: all behaviour lives here. Never imports streamlit."""

@@ -1,0 +1,256 @@
+"""Characters: validation, creation, optimistic-locked edits, archive, search.
+
+Edits carry the `version` the editor's form was loaded with; the UPDATE only
+matches that version, so a stale form is refused instead of overwriting a
+colleague's save.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+import zlib
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError
+from db.engine import session_scope
+from db.models import Character, ReferenceImage, Style, utcnow
+
+NAME_MAX = 100
+SLUG_MAX = 100
+TEXT_MAX = 4000
+TRAIT_MAX = 60
+TRAITS_MAX = 30
+SEED_MAX = 2**31 - 1
+
+
+@dataclass
+class CharacterInput:
+    name: str
+    description: str = ""
+    traits: list[str] = field(default_factory=list)
+    style_id: int | None = None
+    base_seed: int | None = None
+    notes: str = ""
+
+
+def slugify(text: str) -> str:
+    norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", norm.lower()).strip("-")[:SLUG_MAX].strip("-")
+
+
+def default_seed(slug: str) -> int:
+    """Deterministic per slug so the demo cast and offline renders are reproducible."""
+    return zlib.crc32(slug.encode()) % 1_000_000
+
+
+def parse_traits(raw: str | list[str]) -> list[str]:
+    """Comma/newline separated text or a list → trimmed, de-duplicated (case-insensitive) traits."""
+    items = re.split(r"[,\n]", raw) if isinstance(raw, str) else list(raw)
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in items:
+        t = " ".join(str(item).split())
+        if t and t.lower() not in seen:
+            seen.add(t.lower())
+            out.append(t)
+    return out
+
+
+def _validate(data: CharacterInput) -> CharacterInput:
+    name = " ".join((data.name or "").split())
+    if not name:
+        raise ValidationError("Name is required.")
+    if len(name) > NAME_MAX:
+        raise ValidationError(f"Name is {len(name)} characters; the limit is {NAME_MAX}.")
+    for label, value in (("Description", data.description), ("Notes", data.notes)):
+        if len(value or "") > TEXT_MAX:
+            raise ValidationError(f"{label} is {len(value)} characters; the limit is {TEXT_MAX}.")
+    traits = parse_traits(data.traits)
+    if len(traits) > TRAITS_MAX:
+        raise ValidationError(f"{len(traits)} traits given; the limit is {TRAITS_MAX}.")
+    for t in traits:
+        if len(t) > TRAIT_MAX:
+            raise ValidationError(f"Trait '{t[:30]}…' is {len(t)} characters; the limit is {TRAIT_MAX}.")
+    if data.base_seed is not None and not (0 <= int(data.base_seed) <= SEED_MAX):
+        raise ValidationError(f"Base seed must be between 0 and {SEED_MAX}.")
+    return CharacterInput(
+        name=name,
+        description=(data.description or "").strip(),
+        traits=traits,
+        style_id=data.style_id,
+        base_seed=None if data.base_seed is None else int(data.base_seed),
+        notes=(data.notes or "").strip(),
+    )
+
+
+def _check_style(session, style_id: int | None) -> None:
+    if style_id is not None and session.get(Style, style_id) is None:
+        raise ValidationError("The chosen style no longer exists; pick another.")
+
+
+def create_character(*, data: CharacterInput, editor: str, slug: str | None = None) -> Character:
+    clean = _validate(data)
+    slug = slugify(slug or clean.name)
+    if not slug:
+        raise ValidationError("The name must contain at least one letter or digit (it becomes the slug).")
+    with session_scope() as s:
+        _check_style(s, clean.style_id)
+        existing = s.exec(select(Character).where(Character.slug == slug)).first()
+        if existing:
+            raise DuplicateError(
+                f"A character with slug '{slug}' already exists ({existing.name}"
+                f"{', archived' if existing.archived else ''}). Choose a different name."
+            )
+        ch = Character(
+            slug=slug,
+            name=clean.name,
+            description=clean.description,
+            traits=clean.traits,
+            style_id=clean.style_id,
+            base_seed=clean.base_seed if clean.base_seed is not None else default_seed(slug),
+            notes=clean.notes,
+            created_by=editor,
+            updated_by=editor,
+        )
+        s.add(ch)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise DuplicateError(f"A character with slug '{slug}' was just created by someone else.") from None
+        s.refresh(ch)
+        return ch
+
+
+def get_character(*, character_id: int) -> Character:
+    with session_scope() as s:
+        ch = s.get(Character, character_id)
+        if ch is None:
+            raise NotFoundError(f"Character #{character_id} does not exist (it may have been deleted).")
+        return ch
+
+
+def _conflict(s, character_id: int, expected_version: int) -> Exception:
+    current = s.get(Character, character_id)
+    if current is None:
+        return NotFoundError(f"Character #{character_id} was deleted by someone else.")
+    return ConflictError(
+        f"'{current.name}' was changed by {current.updated_by or 'someone'} at "
+        f"{current.updated_at:%Y-%m-%d %H:%M:%S} UTC (version {current.version}, your form has version "
+        f"{expected_version}). Nothing was overwritten: reload to see their changes, then apply yours again."
+    )
+
+
+
+def update_character(*, character_id: int, expected_version: int, data: CharacterInput, editor: str) -> Character:
+    clean = _validate(data)
+    with session_scope() as s:
+        _check_style(s, clean.style_id)
+        values = dict(
+            name=clean.name,
+            description=clean.description,
+            traits=clean.traits,
+            style_id=clean.style_id,
+            notes=clean.notes,
+            updated_by=editor,
+            updated_at=utcnow(),
+            version=Character.version + 1,
+        )
+        if clean.base_seed is not None:
+            values["base_seed"] = clean.base_seed
+        res = s.execute(
+            sa.update(Character)
+            .where(Character.id == character_id, Character.version == expected_version)
+            .values(**values)
+            .returning(Character.id)
+        )
+        if res.first() is None:
+            raise _conflict(s, character_id, expected_version)
+    return get_character(character_id=character_id)
+
+
+def set_archived(*, character_id: int, expected_version: int, archived: bool, editor: str) -> Character:
+    with session_scope() as s:
+        res = s.execute(
+            sa.update(Character)
+            .where(Character.id == character_id, Character.version == expected_version)
+            .values(archived=archived, updated_by=editor, updated_at=utcnow(), version=Character.version + 1)
+            .returning(Character.id)
+        )
+        if res.first() is None:
+            raise _conflict(s, character_id, expected_version)
+    return get_character(character_id=character_id)
+
+
+@dataclass(frozen=True)
+class CharacterRow:
+    id: int
+    slug: str
+    name: str
+    traits: list[str]
+    style_id: int | None
+    style_name: str | None
+    archived: bool
+    reference_count: int
+    first_reference_thumb: str | None
+    updated_at: object
+    updated_by: str
+    version: int
+
+
+def list_characters(
+    *, search: str = "", style_id: int | None = None, archived: bool | None = False, limit: int = 1000
+) -> list[CharacterRow]:
+    """Search matches name, slug or any trait (case-insensitive substring).
+
+    archived=False → active only, True → archived only, None → both.
+    """
+    ref_count = (
+        sa.select(sa.func.count(ReferenceImage.id)).where(ReferenceImage.character_id == Character.id)
+        .correlate(Character).scalar_subquery()
+    )
+    first_thumb = (
+        sa.select(ReferenceImage.thumb_path).where(ReferenceImage.character_id == Character.id)
+        .order_by(ReferenceImage.position, ReferenceImage.id).limit(1).correlate(Character).scalar_subquery()
+    )
+    q = (
+        sa.select(Character, Style.name, ref_count, first_thumb)
+        .join(Style, Style.id == Character.style_id, isouter=True)
+        .order_by(sa.func.lower(Character.name))
+        .limit(limit)
+    )
+    term = (search or "").strip()
+    if term:
+        like = f"%{term.lower()}%"
+        q = q.where(
+            sa.or_(
+                sa.func.lower(Character.name).like(like),
+                Character.slug.like(like),
+                sa.func.lower(sa.cast(Character.traits, sa.Text)).like(like),
+            )
+        )
+    if style_id is not None:
+        q = q.where(Character.style_id == style_id)
+    if archived is not None:
+        q = q.where(Character.archived.is_(archived))
+    with session_scope() as s:
+        rows = s.execute(q).all()
+    return [
+        CharacterRow(
+            id=c.id, slug=c.slug, name=c.name, traits=c.traits, style_id=c.style_id, style_name=sn,
+            archived=c.archived, reference_count=rc, first_reference_thumb=th, updated_at=c.updated_at,
+            updated_by=c.updated_by, version=c.version,
+        )
+        for c, sn, rc, th in rows
+    ]
+
+
+def count_characters(*, include_archived: bool = True) -> int:
+    q = sa.select(sa.func.count(Character.id))
+    if not include_archived:
+        q = q.where(Character.archived.is_(False))
+    with session_scope() as s:
+        return s.execute(q).scalar_one()

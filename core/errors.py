@@ -1,0 +1,29 @@
+"""Errors whose message is written for the editor: pages show `str(err)` as is."""
+
+
+class WorkbenchError(Exception):
+    """Base class: a problem the user can understand and act on."""
+
+
+class ValidationError(WorkbenchError):
+    """Input is wrong; nothing was saved."""
+
+
+class DuplicateError(ValidationError):
+    """Something with the same identity exists already."""
+
+
+class NotFoundError(WorkbenchError):
+    """The row was deleted or never existed."""
+
+
+class ConflictError(WorkbenchError):
+    """Someone else saved first (optimistic locking); nothing was overwritten."""
+
+
+class ImageRejected(ValidationError):
+    """An upload or download is not an acceptable image."""
+
+
+class FetchError(ValidationError):
+    """A URL could not be fetched safely."""

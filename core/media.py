@@ -1,0 +1,75 @@
+"""The one way to store files: under MEDIA_ROOT, atomically, content-hashed.
+
+Callers write the file first and commit the row that points at it second; if
+the commit fails they call `remove` so no orphan file stays behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from core.errors import ValidationError
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def media_root() -> Path:
+    return Path(get_settings().media_root).resolve()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def resolve(rel_path: str) -> Path:
+    """Absolute path of a stored file; refuses paths that escape MEDIA_ROOT."""
+    root = media_root()
+    rel = PurePosixPath(rel_path)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValidationError(f"Invalid media path: {rel_path!r}")
+    return root.joinpath(*rel.parts)
+
+
+def write_atomic(rel_path: str, data: bytes) -> Path:
+    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    target = resolve(rel_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def read_bytes(rel_path: str) -> bytes:
+    return resolve(rel_path).read_bytes()
+
+
+def exists(rel_path: str) -> bool:
+    return resolve(rel_path).is_file()
+
+
+def remove(*rel_paths: str) -> None:
+    """Delete stored files; a missing file is fine, any other failure is logged."""
+    for rel in rel_paths:
+        try:
+            resolve(rel).unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("could not remove media file %s: %s", rel, err)
+
+
+def character_dir(slug: str) -> str:
+    return f"characters/{slug}"

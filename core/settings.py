@@ -1,0 +1,54 @@
+"""Configuration from the environment and `.env` (pydantic-settings).
+
+Secrets are `SecretStr` so that printing or logging the settings object never
+shows them; `describe()` is what the UI may display.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=PROJECT_ROOT / ".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: SecretStr | None = Field(default=None, description="Postgres URL; unset = embedded pgserver")
+    pg_data_dir: Path = Field(default=PROJECT_ROOT / "data" / "pg")
+    media_root: Path = Field(default=PROJECT_ROOT / "media")
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+
+    # Upload / fetch limits (safety rules in DESIGN.md)
+    max_upload_bytes: int = 15 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    url_fetch_timeout_s: float = 10.0
+    url_fetch_max_bytes: int = 15 * 1024 * 1024
+    allow_private_urls: bool = False
+
+    thumbnail_size: int = 256
+    editor_name_default: str | None = None
+
+    def describe(self) -> dict[str, str]:
+        """Non-secret view of the configuration for the UI."""
+        return {
+            "database": "configured DATABASE_URL" if self.database_url else f"embedded ({self.pg_data_dir})",
+            "media_root": str(self.media_root),
+            "openai": "key configured" if self.openai_api_key else "no key (offline)",
+            "openai_base_url": self.openai_base_url or "default",
+        }
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Tests change the environment and need a fresh Settings."""
+    get_settings.cache_clear()

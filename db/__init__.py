@@ -1,0 +1,1 @@
+"""Tables, engine/session, embedded Postgres bootstrap and migrations."""

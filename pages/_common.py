@@ -1,0 +1,82 @@
+"""Shared page furniture: editor identity, mode badge, flash messages, images.
+
+Not a page: with st.navigation only the files app.py lists are pages.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+
+import streamlit as st
+
+from core import media
+from core.errors import WorkbenchError
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+EDITOR_KEY = "editor_name"
+
+
+def _login_name() -> str | None:
+    try:
+        user = st.user
+        if user.get("is_logged_in"):
+            return str(user.get("name") or user.get("email") or "") or None
+    except Exception as err:  # st.user raises when auth is half-configured; fall back to a typed name
+        log.warning("st.user unavailable, falling back to typed editor name: %s", err)
+    return None
+
+
+def sidebar() -> str | None:
+    """Render the shared sidebar; return the editor's display name (None until given)."""
+    settings = get_settings()
+    with st.sidebar:
+        name = _login_name()
+        if name:
+            st.caption(f"Signed in as **{name}**")
+        else:
+            name = st.text_input(
+                "Your name", key=EDITOR_KEY, placeholder="e.g. Sam (shown in audit columns)",
+                help="Recorded as created/updated by. Asked once per browser session.",
+            ).strip() or None
+            if not name:
+                st.caption("Enter your name to save changes.")
+        if settings.openai_api_key is None:
+            st.info("**Offline mode**: no OpenAI key configured; AI features use the offline provider.", icon="📴")
+        else:
+            st.success("OpenAI key configured.", icon="🔑")
+    return name
+
+
+def flash(message: str, kind: str = "success") -> None:
+    """Show a message after the next rerun (st.rerun drops what was drawn)."""
+    st.session_state.setdefault("_flash", []).append((kind, message))
+
+
+def show_flashes() -> None:
+    for kind, message in st.session_state.pop("_flash", []):
+        getattr(st, kind)(message)
+
+
+def report(err: Exception) -> None:
+    """Editor-facing errors are shown as written; anything else is logged and summarised."""
+    if isinstance(err, WorkbenchError):
+        st.error(str(err))
+    else:
+        log.exception("unexpected error in page")
+        st.error(f"Unexpected error ({err.__class__.__name__}); details are in the server log.")
+
+
+def media_path(rel: str | None) -> str | None:
+    if not rel:
+        return None
+    path = media.resolve(rel)
+    return str(path) if path.is_file() else None
+
+
+def data_uri(rel: str | None, mime: str = "image/webp") -> str | None:
+    path = media_path(rel)
+    if not path:
+        return None
+    with open(path, "rb") as fh:
+        return f"data:{mime};base64,{base64.b64encode(fh.read()).decode()}"

@@ -1,0 +1,286 @@
+"""Characters: browse and search the cast, create, edit, archive, manage reference images."""
+import streamlit as st
+
+from core import characters, references, styles
+from core.demo import load_demo_cast
+from pages._common import flash, media_path, report, show_flashes, sidebar
+
+PAGE_SIZE = 24
+COLUMNS = 4
+
+editor = sidebar()
+show_flashes()
+
+style_list = styles.list_styles()
+style_names = {s.id: s.name for s in style_list}
+
+
+def _style_select(label: str, current: int | None, key: str) -> int | None:
+    options = [None] + list(style_names)
+    return st.selectbox(
+        label, options, index=options.index(current) if current in options else 0, key=key,
+        format_func=lambda sid: "— no style —" if sid is None else style_names[sid],
+    )
+
+
+def _open(character_id: int | None) -> None:
+    if character_id is None:
+        st.query_params.pop("character", None)
+    else:
+        st.query_params["character"] = str(character_id)
+
+
+def _loaded_version(ch) -> int:
+    """The version this browser session's form was loaded at: stale forms are detected on save."""
+    key = f"loaded_version_{ch.id}"
+    if key not in st.session_state:
+        st.session_state[key] = ch.version
+    return st.session_state[key]
+
+
+def _reload(character_id: int) -> None:
+    st.session_state.pop(f"loaded_version_{character_id}", None)
+
+
+# ---------------------------------------------------------------- detail view
+def detail_view(character_id: int) -> None:
+    try:
+        ch = characters.get_character(character_id=character_id)
+    except Exception as err:
+        report(err)
+        if st.button("← Back to the cast"):
+            _open(None)
+            st.rerun()
+        return
+    version = _loaded_version(ch)
+    top = st.columns([6, 1])
+    top[0].title(f"{ch.name}{' (archived)' if ch.archived else ''}")
+    if top[1].button("← Back", key="back"):
+        _open(None)
+        st.rerun()
+    st.caption(
+        f"slug `{ch.slug}` · created by {ch.created_by or '—'} {ch.created_at:%Y-%m-%d %H:%M} · "
+        f"updated by {ch.updated_by or '—'} {ch.updated_at:%Y-%m-%d %H:%M} · version {ch.version}"
+    )
+    if ch.version != version:
+        st.warning(
+            f"Someone saved this character after you opened it (now version {ch.version}, your form has "
+            f"{version}). Saving will be refused until you reload."
+        )
+        if st.button("Reload latest", key="reload_latest"):
+            _reload(ch.id)
+            st.rerun()
+
+    tab_details, tab_refs = st.tabs(["Details", "Reference images"])
+    with tab_details:
+        with st.form(f"edit_{ch.id}_{version}"):
+            name = st.text_input("Name", value=ch.name, max_chars=characters.NAME_MAX)
+            description = st.text_area("Description", value=ch.description)
+            traits = st.text_area("Traits (comma or newline separated)", value=", ".join(ch.traits))
+            style_id = _style_select("Style", ch.style_id, key=f"edit_style_{ch.id}_{version}")
+            base_seed = st.number_input(
+                "Base seed", min_value=0, max_value=characters.SEED_MAX, value=int(ch.base_seed), step=1,
+                help="Variation seeds are base seed + slot offset (1..10).",
+            )
+            notes = st.text_area("Notes", value=ch.notes)
+            saved = st.form_submit_button("Save changes", type="primary", disabled=not editor or ch.archived)
+        if saved:
+            try:
+                updated = characters.update_character(
+                    character_id=ch.id, expected_version=version, editor=editor,
+                    data=characters.CharacterInput(
+                        name=name, description=description, traits=characters.parse_traits(traits),
+                        style_id=style_id, base_seed=int(base_seed), notes=notes,
+                    ),
+                )
+                st.session_state[f"loaded_version_{ch.id}"] = updated.version
+                flash(f"Saved '{updated.name}' (version {updated.version}).")
+                st.rerun()
+            except Exception as err:
+                report(err)
+        label = "Restore" if ch.archived else "Archive"
+        if st.button(label, key=f"archive_{ch.id}", disabled=not editor):
+            try:
+                updated = characters.set_archived(
+                    character_id=ch.id, expected_version=version, archived=not ch.archived, editor=editor
+                )
+                st.session_state[f"loaded_version_{ch.id}"] = updated.version
+                flash(f"'{ch.name}' {'restored' if ch.archived else 'archived'}.")
+                st.rerun()
+            except Exception as err:
+                report(err)
+        if ch.archived:
+            st.caption("Archived characters are read-only; restore to edit.")
+
+    with tab_refs:
+        reference_section(ch)
+
+
+def reference_section(ch) -> None:
+    refs = references.list_references(character_id=ch.id)
+    can_add = bool(editor) and not ch.archived
+    add_cols = st.columns(2)
+    with add_cols[0].form(f"upload_{ch.id}", clear_on_submit=True):
+        files = st.file_uploader(
+            "Upload images (PNG, JPEG, WebP)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True,
+        )
+        do_upload = st.form_submit_button("Add uploaded images", disabled=not can_add)
+    if do_upload:
+        added = 0
+        for f in files or []:
+            try:
+                references.add_reference_upload(
+                    character_id=ch.id, data=f.getvalue(), filename=f.name, claimed_mime=f.type, editor=editor
+                )
+                added += 1
+            except Exception as err:
+                report(err)
+        if added:
+            flash(f"{added} reference image(s) added to '{ch.name}'.")
+            st.rerun()
+        elif not files:
+            st.warning("Choose one or more image files first.")
+    with add_cols[1].form(f"url_{ch.id}", clear_on_submit=True):
+        url = st.text_input("Image URL", placeholder="https://…/image.png")
+        do_fetch = st.form_submit_button("Fetch and add", disabled=not can_add)
+    if do_fetch:
+        try:
+            with st.spinner("Fetching…"):
+                references.add_reference_url(character_id=ch.id, url=url, editor=editor)
+            flash(f"Image from URL added to '{ch.name}'.")
+            st.rerun()
+        except Exception as err:
+            report(err)
+
+    if not refs:
+        st.info("No reference images yet. Upload a few (front, side, outfit) so generations stay on-model.")
+        return
+    cols = st.columns(3)
+    for i, ref in enumerate(refs):
+        with cols[i % 3].container(border=True):
+            path = media_path(ref.thumb_path)
+            if path:
+                st.image(path, caption=f"{ref.width}×{ref.height} {ref.mime.split('/')[-1]} · {ref.source}")
+            else:
+                st.warning(f"File missing on disk: {ref.path}")
+            with st.form(f"ref_{ref.id}"):
+                caption = st.text_area("Caption", value=ref.caption, height=80)
+                alt = st.text_input("Alt text", value=ref.alt_text)
+                c1, c2 = st.columns(2)
+                save = c1.form_submit_button("Save text", disabled=not editor)
+                delete = c2.form_submit_button("Delete", disabled=not editor or ch.archived)
+            if save:
+                try:
+                    references.update_reference_text(reference_id=ref.id, caption=caption, alt_text=alt)
+                    flash("Caption saved.")
+                    st.rerun()
+                except Exception as err:
+                    report(err)
+            if delete:
+                try:
+                    references.delete_reference(reference_id=ref.id)
+                    flash("Reference image deleted.")
+                    st.rerun()
+                except Exception as err:
+                    report(err)
+
+
+# ---------------------------------------------------------------- list view
+def create_form() -> None:
+    with st.expander("➕ New character", expanded=characters.count_characters() == 0):
+        with st.form("new_character", clear_on_submit=False):
+            name = st.text_input("Name", max_chars=characters.NAME_MAX, key="new_name")
+            description = st.text_area("Description", key="new_description")
+            traits = st.text_input("Traits (comma separated)", key="new_traits", placeholder="brave, red scarf, left-handed")
+            style_id = _style_select("Style", None, key="new_style")
+            notes = st.text_area("Notes", key="new_notes")
+            files = st.file_uploader(
+                "Reference images (optional)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True,
+                key="new_files",
+            )
+            created = st.form_submit_button("Create character", type="primary", disabled=not editor)
+        if not editor:
+            st.caption("Enter your name in the sidebar to create characters.")
+        if created:
+            try:
+                ch = characters.create_character(
+                    editor=editor,
+                    data=characters.CharacterInput(
+                        name=name, description=description, traits=characters.parse_traits(traits),
+                        style_id=style_id, notes=notes,
+                    ),
+                )
+            except Exception as err:
+                report(err)
+                return
+            problems = 0
+            for f in files or []:
+                try:
+                    references.add_reference_upload(
+                        character_id=ch.id, data=f.getvalue(), filename=f.name, claimed_mime=f.type, editor=editor
+                    )
+                except Exception as err:
+                    problems += 1
+                    flash(f"'{f.name}' was not added: {err}", "error")
+            flash(f"Created '{ch.name}'" + (f" ({problems} image(s) rejected, see above)." if problems else "."))
+            for k in ("new_name", "new_description", "new_traits", "new_notes"):
+                st.session_state.pop(k, None)
+            _open(ch.id)
+            st.rerun()
+
+
+def list_view() -> None:
+    st.title("🧑‍🎨 Characters")
+    if characters.count_characters() == 0:
+        with st.container(border=True):
+            st.write("**No characters yet.** Create one below, or load the demo cast (twelve characters, four styles).")
+            if st.button("Load demo cast", type="primary", disabled=not editor, key="demo_chars"):
+                try:
+                    with st.spinner("Creating the demo cast…"):
+                        res = load_demo_cast(editor=editor)
+                    flash(f"Demo cast loaded: {res.characters_added} characters.")
+                    st.rerun()
+                except Exception as err:
+                    report(err)
+    create_form()
+
+    f1, f2, f3 = st.columns([3, 2, 1])
+    search = f1.text_input("Search by name or trait", key="char_search", placeholder="e.g. mage, silver hair")
+    style_filter = f2.selectbox(
+        "Style", [None] + list(style_names), key="char_style_filter",
+        format_func=lambda sid: "All styles" if sid is None else style_names[sid],
+    )
+    show = f3.selectbox("Show", ["Active", "Archived", "All"], key="char_show")
+    archived = {"Active": False, "Archived": True, "All": None}[show]
+    rows = characters.list_characters(search=search, style_id=style_filter, archived=archived)
+    if not rows:
+        if search or style_filter is not None or archived is not False:
+            st.info("No characters match these filters. Clear the search or choose another style.")
+        return
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    page = 1
+    if pages > 1:
+        page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="char_page")
+    st.caption(f"{len(rows)} character(s)")
+    chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    for start in range(0, len(chunk), COLUMNS):
+        cols = st.columns(COLUMNS)
+        for col, row in zip(cols, chunk[start:start + COLUMNS]):
+            with col.container(border=True):
+                thumb = media_path(row.first_reference_thumb)
+                if thumb:
+                    st.image(thumb, width="stretch")
+                else:
+                    st.caption("🖼️ no reference image yet")
+                st.markdown(f"**{row.name}**" + (" · _archived_" if row.archived else ""))
+                st.caption(f"{row.style_name or 'no style'} · {', '.join(row.traits[:4]) or 'no traits'}")
+                if st.button("Open", key=f"open_{row.id}", width="stretch"):
+                    _open(row.id)
+                    st.rerun()
+
+
+selected = st.query_params.get("character")
+if selected and selected.isdigit():
+    detail_view(int(selected))
+else:
+    list_view()

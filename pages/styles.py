@@ -1,0 +1,56 @@
+"""Styles: the shared looks characters are drawn in."""
+import streamlit as st
+
+from core import styles
+from pages._common import flash, report, show_flashes, sidebar
+
+editor = sidebar()
+st.title("🎨 Styles")
+show_flashes()
+
+all_styles = styles.list_styles()
+if all_styles:
+    st.dataframe(
+        [{"name": s.name, "description": s.description, "prompt fragment": s.prompt_fragment,
+          "palette": " ".join(s.palette), "updated by": s.updated_by, "updated": s.updated_at} for s in all_styles],
+        hide_index=True, width="stretch",
+    )
+else:
+    st.info("No styles yet. Add one below, or load the demo cast from the Overview page.")
+
+choices = {"➕ New style": None} | {s.name: s for s in all_styles}
+picked_label = st.selectbox("Edit", list(choices), key="style_pick")
+picked = choices[picked_label]
+with st.form(f"style_form_{picked.id if picked else 'new'}", clear_on_submit=picked is None):
+    name = st.text_input("Name", value=picked.name if picked else "", max_chars=80)
+    description = st.text_area("Description", value=picked.description if picked else "")
+    fragment = st.text_area(
+        "Prompt fragment", value=picked.prompt_fragment if picked else "",
+        help="Added to every image prompt of characters in this style.",
+    )
+    palette = st.text_input(
+        "Palette (hex colours, space separated)", value=" ".join(picked.palette) if picked else "",
+        help="Used by the offline renderer, e.g. #1d3557 #457b9d #e63946 #f1faee",
+    )
+    submitted = st.form_submit_button("Save style", type="primary", disabled=not editor)
+if submitted:
+    data = styles.StyleInput(name=name, description=description, prompt_fragment=fragment, palette=palette.split())
+    try:
+        if picked is None:
+            styles.create_style(data=data, editor=editor)
+            flash(f"Style '{name.strip()}' created.")
+        else:
+            styles.update_style(style_id=picked.id, data=data, editor=editor)
+            flash(f"Style '{name.strip()}' saved.")
+        st.rerun()
+    except Exception as err:
+        report(err)
+if picked is not None and st.button(f"Delete '{picked.name}'", disabled=not editor):
+    try:
+        styles.delete_style(style_id=picked.id)
+        flash(f"Style '{picked.name}' deleted.")
+        st.rerun()
+    except Exception as err:
+        report(err)
+if not editor:
+    st.caption("Enter your name in the sidebar to save changes.")

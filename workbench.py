@@ -1,0 +1,76 @@
+"""Command line for the workbench: `python workbench.py serve|migrate|demo|db-url`.
+
+`serve` owns the embedded database: it starts Postgres once, applies the
+migrations, and hands DATABASE_URL to the Streamlit server (and, later, the
+worker) so child processes never race to start the server themselves.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+
+from core.logging_setup import configure_logging
+
+log = logging.getLogger("workbench")
+
+
+def _prepare_database(*, own_embedded: bool = False) -> str:
+    from db.engine import database_url
+    from db.migrate import upgrade
+
+    t0 = time.perf_counter()
+    url = database_url(own_embedded=own_embedded)
+    upgrade(url)
+    log.info("database ready and migrated in %.1f s", time.perf_counter() - t0)
+    return url
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    url = _prepare_database(own_embedded=True)
+    env = dict(os.environ, DATABASE_URL=url, NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", ".numba_cache"))
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(args.port)]
+    log.info("starting Streamlit on port %s", args.port)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait(timeout=20)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    _prepare_database()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _prepare_database()
+    from core.demo import load_demo_cast
+
+    res = load_demo_cast(editor=args.editor)
+    print(f"demo cast: {res.styles_added} styles and {res.characters_added} characters added, "
+          f"{res.characters_skipped} already present")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    parser = argparse.ArgumentParser(prog="workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="start database, migrate, serve the app")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8501")))
+    p.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="apply migrations").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("demo", help="load the demo cast")
+    p.add_argument("--editor", default="demo")
+    p.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
