@@ -70,10 +70,13 @@ def _store(
             s.flush()
             s.refresh(ref)
             s.commit()
-        except IntegrityError:
+        except IntegrityError as err:
             s.rollback()
-            # Same digest → same path: the files belong to the row that won the race; keep them.
-            raise DuplicateError(f"This image was just added to '{ch.name}' by someone else.") from None
+            if getattr(getattr(err.orig, "diag", None), "constraint_name", None) == "uq_reference_image_character_sha":
+                # Same digest → same path: the files belong to the row that won the race; keep them.
+                raise DuplicateError(f"This image was just added to '{ch.name}' by someone else.") from None
+            media.remove(rel, thumb)
+            raise
         except BaseException:
             s.rollback()
             media.remove(rel, thumb)

@@ -21,8 +21,9 @@ else:
 choices = {"➕ New style": None} | {s.name: s for s in all_styles}
 picked_label = st.selectbox("Edit", list(choices), key="style_pick")
 picked = choices[picked_label]
-with st.form(f"style_form_{picked.id if picked else 'new'}", clear_on_submit=picked is None):
-    name = st.text_input("Name", value=picked.name if picked else "", max_chars=80)
+form_id = picked.id if picked else "new"
+with st.form(f"style_form_{form_id}", clear_on_submit=picked is None):
+    name = st.text_input("Name", value=picked.name if picked else "", max_chars=80, key=f"style_name_{form_id}")
     description = st.text_area("Description", value=picked.description if picked else "")
     fragment = st.text_area(
         "Prompt fragment", value=picked.prompt_fragment if picked else "",
@@ -30,7 +31,7 @@ with st.form(f"style_form_{picked.id if picked else 'new'}", clear_on_submit=pic
     )
     palette = st.text_input(
         "Palette (hex colours, space separated)", value=" ".join(picked.palette) if picked else "",
-        help="Used by the offline renderer, e.g. #1d3557 #457b9d #e63946 #f1faee",
+        help="Used by the offline renderer, e.g. #1d3557 #457b9d #e63946 #f1faee", key=f"style_palette_{form_id}",
     )
     submitted = st.form_submit_button("Save style", type="primary", disabled=not editor)
 if submitted:

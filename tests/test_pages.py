@@ -1,0 +1,130 @@
+"""AppTest smoke and behaviour tests: every page renders without an exception."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import characters, references, styles
+from core.characters import CharacterInput
+from tests.helpers import image_bytes
+
+TIMEOUT = 60
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _page(path: str, editor: str | None = "Tess Tester", run: bool = True, **params: str) -> AppTest:
+    """Open a page through app.py's navigation, as the browser does."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if editor:
+        at.session_state["editor_name"] = editor
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page(path)
+    return at.run() if run else at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
+    parts += [i.value for i in at.info] + [e.value for e in at.error] + [s.value for s in at.success]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_app_entry_runs_default_page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("Character Workbench" in t.value for t in at.title)
+
+
+def test_home_empty_state_offers_demo_and_loads_it():
+    at = _page("pages/home.py")
+    assert not at.exception
+    assert "The workbench is empty" in "\n".join(s.value for s in at.subheader)
+    assert any("Offline mode" in i.value for i in at.sidebar.info)
+    at.button(key="demo_home").click().run()
+    assert not at.exception
+    assert characters.count_characters() == 12
+    assert any("Demo cast loaded" in s.value for s in at.success)
+
+
+def test_home_demo_button_needs_a_name():
+    at = _page("pages/home.py", editor=None)
+    assert at.button(key="demo_home").disabled
+
+
+def test_characters_page_lists_searches_and_creates(editor):
+    ink = styles.create_style(data=styles.StyleInput(name="Ink"), editor=editor)
+    characters.create_character(data=CharacterInput(name="Ayla", traits=["storm mage"], style_id=ink.id), editor=editor)
+    characters.create_character(data=CharacterInput(name="Kira", traits=["netrunner"]), editor=editor)
+    at = _page("pages/characters.py")
+    assert not at.exception
+    text = _texts(at)
+    assert "**Ayla**" in text and "**Kira**" in text
+    at.text_input(key="char_search").input("storm").run()
+    text = _texts(at)
+    assert "**Ayla**" in text and "**Kira**" not in text
+    at.text_input(key="char_search").input("nobody-has-this").run()
+    assert "No characters match" in _texts(at)
+
+    at.text_input(key="new_name").input("Bram Copperkettle")
+    at.text_input(key="new_traits").input("tinker, spectacles")
+    at.button[[b.label for b in at.button].index("Create character")].click().run()
+    assert not at.exception
+    created = [r for r in characters.list_characters() if r.name == "Bram Copperkettle"]
+    assert created and created[0].traits == ["tinker", "spectacles"]
+    assert str(at.query_params["character"]).strip("[]'") == str(created[0].id)  # the new character is opened
+
+
+def test_characters_page_shows_validation_errors():
+    at = _page("pages/characters.py")
+    at.text_input(key="new_name").input("   ")
+    at.button[[b.label for b in at.button].index("Create character")].click().run()
+    assert not at.exception
+    assert any("Name is required" in e.value for e in at.error)
+    assert characters.count_characters() == 0
+
+
+def test_character_detail_edit_and_stale_form(editor):
+    ch = characters.create_character(data=CharacterInput(name="Sable", description="assassin"), editor=editor)
+    references.add_reference_upload(character_id=ch.id, data=image_bytes(), filename="r.png", claimed_mime=None, editor=editor)
+    at = _page("pages/characters.py", character=str(ch.id))
+    assert not at.exception
+    assert any("Sable" in t.value for t in at.title)
+
+    # someone else saves in the meantime
+    characters.update_character(
+        character_id=ch.id, expected_version=1, data=CharacterInput(name="Sable", description="by Ann"), editor="Ann"
+    )
+    at.text_area[0].input("mine")
+    at.button[[b.label for b in at.button].index("Save changes")].click().run()
+    assert not at.exception
+    assert any("changed by Ann" in e.value for e in at.error)
+    assert characters.get_character(character_id=ch.id).description == "by Ann"
+    # reload, then save succeeds
+    at.button(key="reload_latest").click().run()
+    at.text_area[0].input("mine, after reload")
+    at.button[[b.label for b in at.button].index("Save changes")].click().run()
+    assert characters.get_character(character_id=ch.id).description == "mine, after reload"
+
+
+def test_styles_page_create_and_duplicate():
+    at = _page("pages/styles.py")
+    assert not at.exception
+    assert any("No styles yet" in i.value for i in at.info)
+    at.text_input(key="style_name_new").input("Watercolor")
+    at.text_input(key="style_palette_new").input("#112233 #445566")
+    at.button[[b.label for b in at.button].index("Save style")].click().run()
+    assert not at.exception
+    assert [s.name for s in styles.list_styles()] == ["Watercolor"]
+    assert styles.list_styles()[0].palette == ["#112233", "#445566"]
+    at.text_input(key="style_name_new").input("watercolor")
+    at.button[[b.label for b in at.button].index("Save style")].click().run()
+    assert any("already exists" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("page", ["pages/home.py", "pages/characters.py", "pages/styles.py"])
+def test_every_page_renders_with_demo_content(page, editor):
+    from core.demo import load_demo_cast
+
+    load_demo_cast(editor=editor)
+    at = _page(page)
+    assert not at.exception
