@@ -1,4 +1,4 @@
-"""Command line for the workbench: `python workbench.py serve|migrate|demo|db-url`.
+"""Command line for the workbench: `python workbench.py serve|migrate|demo|streamlit`.
 
 `serve` owns the embedded database: it starts Postgres once, applies the
 migrations, and hands DATABASE_URL to the Streamlit server (and, later, the
@@ -32,7 +32,7 @@ def _prepare_database(*, own_embedded: bool = False) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     url = _prepare_database(own_embedded=True)
     env = dict(os.environ, DATABASE_URL=url, NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", ".numba_cache"))
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(args.port)]
+    cmd = [sys.executable, "workbench.py", "streamlit", "--server.port", str(args.port)]
     log.info("starting Streamlit on port %s", args.port)
     proc = subprocess.Popen(cmd, env=env)
     try:
@@ -40,6 +40,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         proc.terminate()
         return proc.wait(timeout=20)
+
+
+def run_streamlit(extra_args: list[str]) -> int:
+    """`streamlit run app.py` with the pages/ folder's v1 auto-discovery switched off.
+
+    Streamlit treats a folder named pages/ as old-style pages until app.py has
+    called st.navigation once in the process; a deep link opened first would
+    run a page without app.py's navigation. Setting the flag up front makes
+    every request go through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.web import cli
+
+    PagesManager.uses_pages_directory = False
+    sys.argv = ["streamlit", "run", "app.py", *extra_args]
+    return cli.main()
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -68,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="load the demo cast")
     p.add_argument("--editor", default="demo")
     p.set_defaults(func=cmd_demo)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "streamlit":
+        return run_streamlit(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)
 
