@@ -9,5 +9,9 @@ pages = {
         st.Page("pages/characters.py", title="Characters", icon="🧑‍🎨"),
         st.Page("pages/styles.py", title="Styles", icon="🎨"),
     ],
+    "AI": [
+        st.Page("pages/prompts.py", title="Prompts", icon="📝"),
+        st.Page("pages/activity.py", title="Activity", icon="📈"),
+    ],
 }
 st.navigation(pages).run()

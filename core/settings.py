@@ -31,15 +31,34 @@ class Settings(BaseSettings):
     url_fetch_max_bytes: int = 15 * 1024 * 1024
     allow_private_urls: bool = False
 
+    # AI provider: "auto" = openai when a key is configured, else offline
+    ai_provider: str = "auto"
+    openai_text_model: str = "gpt-4o-mini"
+    openai_vision_model: str = "gpt-4o-mini"
+    openai_image_model: str = "gpt-image-1"
+    openai_image_size: str = "1024x1024"
+    openai_image_quality: str = "medium"
+    openai_timeout_s: float = 120.0
+    openai_max_retries: int = 3
+    max_retry_after_s: float = 60.0
+    offline_latency_s: float = Field(default=0.0, description="Artificial delay per offline call (benchmarks)")
+
     thumbnail_size: int = 256
     editor_name_default: str | None = None
+
+    @property
+    def provider_name(self) -> str:
+        if self.ai_provider in ("offline", "openai"):
+            return self.ai_provider
+        return "openai" if self.openai_api_key and self.openai_api_key.get_secret_value() else "offline"
 
     def describe(self) -> dict[str, str]:
         """Non-secret view of the configuration for the UI."""
         return {
             "database": "configured DATABASE_URL" if self.database_url else f"embedded ({self.pg_data_dir})",
             "media_root": str(self.media_root),
-            "openai": "key configured" if self.openai_api_key else "no key (offline)",
+            "ai provider": self.provider_name,
+            "openai": "key configured" if self.openai_api_key and self.openai_api_key.get_secret_value() else "no key",
             "openai_base_url": self.openai_base_url or "default",
         }
 

@@ -8,6 +8,7 @@ and subjects of embeddings are (type, id) pairs so those fit.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -90,3 +91,51 @@ class ReferenceImage(SQLModel, table=True):
         sa.UniqueConstraint("character_id", "sha256", name="uq_reference_image_character_sha"),
         sa.CheckConstraint("source in ('upload','url')", name="ck_reference_image_source"),
     )
+
+
+class PromptVersion(SQLModel, table=True):
+    """A saved version of a prompt template; at most one active per template (partial unique index)."""
+
+    __tablename__ = "prompt_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    template_name: str = Field(sa_column=sa.Column(sa.String(80), nullable=False, index=True))
+    version: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    body: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    author: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    note: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    is_active: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+    __table_args__ = (sa.UniqueConstraint("template_name", "version", name="uq_prompt_version_name_version"),)
+
+
+class AICall(SQLModel, table=True):
+    """One row per provider call (or attempted call): the cost and audit log."""
+
+    __tablename__ = "ai_call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
+    function: str = Field(sa_column=sa.Column(sa.String(60), nullable=False, index=True))
+    phase: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    status: str = Field(sa_column=sa.Column(sa.String(12), nullable=False, index=True))
+    provider: str = Field(sa_column=sa.Column(sa.String(20), nullable=False))
+    model: str = Field(default="", sa_column=sa.Column(sa.String(80), nullable=False, server_default=""))
+    template_name: str | None = Field(default=None, sa_column=sa.Column(sa.String(80)))
+    template_version: int | None = None
+    template_layer: str | None = Field(default=None, sa_column=sa.Column(sa.String(10)))
+    prompt_hash: str | None = Field(default=None, sa_column=sa.Column(sa.String(64)))
+    tokens_in: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    tokens_out: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    images: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    cost_usd: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(12, 6)))
+    duration_ms: int | None = None
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    steps: list = Field(default_factory=list, sa_column=sa.Column(postgresql.JSONB, nullable=False, server_default="[]"))
+    output: dict = Field(default_factory=dict, sa_column=sa.Column(postgresql.JSONB, nullable=False, server_default="{}"))
+    job_id: int | None = None
+    subject_type: str | None = Field(default=None, sa_column=sa.Column(sa.String(30)))
+    subject_id: int | None = None
+    requested_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))

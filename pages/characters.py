@@ -1,7 +1,7 @@
 """Characters: browse and search the cast, create, edit, archive, manage reference images."""
 import streamlit as st
 
-from core import characters, references, styles
+from core import ai_functions, characters, references, styles
 from core.demo import load_demo_cast
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
@@ -73,8 +73,11 @@ def detail_view(character_id: int) -> None:
 
     tab_details, tab_refs = st.tabs(["Details", "Reference images"])
     with tab_details:
+        name_key = f"edit_name_{ch.id}_{version}"
+        st.session_state.setdefault(name_key, ch.name)
+        _name_suggestions(name_key)
         with st.form(f"edit_{ch.id}_{version}"):
-            name = st.text_input("Name", value=ch.name, max_chars=characters.NAME_MAX)
+            name = st.text_input("Name", max_chars=characters.NAME_MAX, key=name_key)
             description = st.text_area("Description", value=ch.description)
             traits = st.text_area("Traits (comma or newline separated)", value=", ".join(ch.traits))
             style_id = _style_select("Style", ch.style_id, key=f"edit_style_{ch.id}_{version}")
@@ -98,8 +101,13 @@ def detail_view(character_id: int) -> None:
                 st.rerun()
             except Exception as err:
                 report(err)
+        b1, b2 = st.columns([1, 4])
+        if b2.button("✨ Suggest names", key=f"suggest_{ch.id}", disabled=not editor or ch.archived,
+                     help="From the saved description, traits and style."):
+            _suggest_names(description=ch.description, traits=ch.traits, style_id=ch.style_id, target_key=name_key)
+            st.rerun()
         label = "Restore" if ch.archived else "Archive"
-        if st.button(label, key=f"archive_{ch.id}", disabled=not editor):
+        if b1.button(label, key=f"archive_{ch.id}", disabled=not editor):
             try:
                 updated = characters.set_archived(
                     character_id=ch.id, expected_version=version, archived=not ch.archived, editor=editor
@@ -163,9 +171,21 @@ def reference_section(ch) -> None:
                 st.image(path, caption=f"{ref.width}×{ref.height} {ref.mime.split('/')[-1]} · {ref.source}")
             else:
                 st.warning(f"File missing on disk: {ref.path}")
+            cap_key, alt_key = f"ref_caption_{ref.id}", f"ref_alt_{ref.id}"
+            st.session_state.setdefault(cap_key, ref.caption)
+            st.session_state.setdefault(alt_key, ref.alt_text)
+            if st.button("✨ Suggest caption", key=f"suggest_cap_{ref.id}", disabled=not editor):
+                try:
+                    with st.spinner("Captioning…"):
+                        out = ai_functions.caption_reference(reference_id=ref.id, requested_by=editor)
+                    st.session_state[cap_key], st.session_state[alt_key] = out.value["caption"], out.value["alt_text"]
+                    flash("Caption suggested: review it and click Save text.", "info")
+                    st.rerun()
+                except Exception as err:
+                    report(err)
             with st.form(f"ref_{ref.id}"):
-                caption = st.text_area("Caption", value=ref.caption, height=80)
-                alt = st.text_input("Alt text", value=ref.alt_text)
+                caption = st.text_area("Caption", key=cap_key, height=80)
+                alt = st.text_input("Alt text", key=alt_key)
                 c1, c2 = st.columns(2)
                 save = c1.form_submit_button("Save text", disabled=not editor)
                 delete = c2.form_submit_button("Delete", disabled=not editor or ch.archived)
@@ -186,19 +206,47 @@ def reference_section(ch) -> None:
 
 
 # ---------------------------------------------------------------- list view
+def _suggest_names(*, description: str, traits: list[str], style_id: int | None, target_key: str) -> None:
+    """Ask the AI path for names; show them as buttons that fill the name field."""
+    try:
+        with st.spinner("Asking for names…"):
+            out = ai_functions.suggest_names(description=description, traits=traits, style_id=style_id,
+                                             requested_by=editor)
+        st.session_state[f"{target_key}_suggestions"] = out.value
+    except Exception as err:
+        report(err)
+
+
+def _name_suggestions(target_key: str) -> None:
+    names = st.session_state.get(f"{target_key}_suggestions")
+    if not names:
+        return
+    st.caption("Suggestions: click one to use it.")
+    cols = st.columns(len(names))
+    for col, n in zip(cols, names):
+        col.button(n, key=f"{target_key}_use_{n}", on_click=lambda n=n: st.session_state.update({target_key: n}))
+
+
 def create_form() -> None:
+    nonce = st.session_state.setdefault("new_nonce", 0)
     with st.expander("➕ New character", expanded=characters.count_characters() == 0):
-        with st.form("new_character", clear_on_submit=False):
-            name = st.text_input("Name", max_chars=characters.NAME_MAX, key="new_name")
-            description = st.text_area("Description", key="new_description")
-            traits = st.text_input("Traits (comma separated)", key="new_traits", placeholder="brave, red scarf, left-handed")
-            style_id = _style_select("Style", None, key="new_style")
-            notes = st.text_area("Notes", key="new_notes")
-            files = st.file_uploader(
-                "Reference images (optional)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True,
-                key="new_files",
-            )
-            created = st.form_submit_button("Create character", type="primary", disabled=not editor)
+        st.text_input("Name", max_chars=characters.NAME_MAX, key="new_name")
+        _name_suggestions("new_name")
+        description = st.text_area("Description", key="new_description")
+        traits = st.text_input("Traits (comma separated)", key="new_traits", placeholder="brave, red scarf, left-handed")
+        style_id = _style_select("Style", None, key="new_style")
+        notes = st.text_area("Notes", key="new_notes")
+        files = st.file_uploader(
+            "Reference images (optional)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True,
+            key=f"new_files_{nonce}",
+        )
+        b1, b2 = st.columns([1, 1])
+        if b2.button("✨ Suggest names", key="suggest_new", disabled=not editor,
+                     help="From the description, traits and style (offline: a seeded name generator)."):
+            _suggest_names(description=description, traits=characters.parse_traits(traits), style_id=style_id,
+                           target_key="new_name")
+            st.rerun()
+        created = b1.button("Create character", type="primary", disabled=not editor, key="create_character")
         if not editor:
             st.caption("Enter your name in the sidebar to create characters.")
         if created:
@@ -206,8 +254,8 @@ def create_form() -> None:
                 ch = characters.create_character(
                     editor=editor,
                     data=characters.CharacterInput(
-                        name=name, description=description, traits=characters.parse_traits(traits),
-                        style_id=style_id, notes=notes,
+                        name=st.session_state.get("new_name", ""), description=description,
+                        traits=characters.parse_traits(traits), style_id=style_id, notes=notes,
                     ),
                 )
             except Exception as err:
@@ -223,8 +271,9 @@ def create_form() -> None:
                     problems += 1
                     flash(f"'{f.name}' was not added: {err}", "error")
             flash(f"Created '{ch.name}'" + (f" ({problems} image(s) rejected, see above)." if problems else "."))
-            for k in ("new_name", "new_description", "new_traits", "new_notes"):
+            for k in ("new_name", "new_description", "new_traits", "new_notes", "new_name_suggestions"):
                 st.session_state.pop(k, None)
+            st.session_state["new_nonce"] = nonce + 1
             _open(ch.id)
             st.rerun()
 
