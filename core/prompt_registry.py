@@ -74,10 +74,15 @@ def file_default(name: str) -> str:
     return (PROMPTS_DIR / "templates" / manifest()[name]["file"]).read_text(encoding="utf-8")
 
 
+@lru_cache(maxsize=256)
+def _compile(body: str) -> jinja2.Template:
+    return _env().from_string(body)
+
+
 def render_body(body: str, context: dict[str, Any]) -> str:
     """Render in the sandbox; raise TemplateProblem with line number or variable name."""
     try:
-        template = _env().from_string(body)
+        template = _compile(body)
     except jinja2.TemplateSyntaxError as err:
         raise TemplateProblem(f"Syntax error on line {err.lineno}: {err.message}") from None
     try:

@@ -128,3 +128,62 @@ def test_every_page_renders_with_demo_content(page, editor):
     load_demo_cast(editor=editor)
     at = _page(page)
     assert not at.exception
+
+
+def _click(at: AppTest, label: str) -> AppTest:
+    return at.button[[b.label for b in at.button].index(label)].click().run()
+
+
+def test_prompts_page_save_broken_and_good_versions_and_try_it(editor):
+    from core import prompt_registry
+    from core.demo import load_demo_cast
+
+    at = _page("pages/prompts.py")
+    assert not at.exception
+    at.selectbox(key="prompt_template").select("variation_prompt").run()
+    at.text_area(key="draft_variation_prompt").input("{{ character.name }} in {{ slot.fragmnt }}").run()
+    _click(at, "Save as new version")
+    assert any("Unknown variable" in e.value and "fragmnt" in e.value for e in at.error)
+    assert prompt_registry.list_versions(name="variation_prompt") == []
+    at.text_area(key="draft_variation_prompt").input("{{ character.name }}: {{ slot.fragment }}").run()
+    _click(at, "Save as new version")
+    assert not at.exception
+    assert [v.version for v in prompt_registry.list_versions(name="variation_prompt")] == [1]
+    assert prompt_registry.resolve("variation_prompt").layer == "db"
+
+    load_demo_cast(editor=editor)
+    at.run()
+    assert not at.exception
+    assert any(": " in c.value and "portrait" in c.value for c in at.code)  # preview rendered for a real character
+    _click(at, "Try it: generate this slot with the draft")
+    assert not at.exception
+    assert at.session_state["last_try"]["provider"] == "offline"
+    assert any("AI call #" in c.value for c in at.caption)
+
+
+def test_activity_page_empty_then_with_calls(editor):
+    at = _page("pages/activity.py")
+    assert not at.exception
+    assert any("No AI calls" in i.value for i in at.info)
+    from core import ai_functions
+
+    ai_functions.suggest_names(description="a knight", traits=["brave"], style_id=None, requested_by=editor)
+    from core.errors import ValidationError
+
+    with pytest.raises(ValidationError):  # a failed call on purpose: it must appear in the failure list
+        ai_functions.suggest_names(description="", traits=[], style_id=None, requested_by=editor)
+    at = _page("pages/activity.py")
+    assert not at.exception
+    assert [m.value for m in at.metric][:1] == ["2"]
+    assert any("Failures (1)" in t.label for t in at.tabs)
+
+
+def test_character_form_suggest_names_fills_the_name(editor):
+    at = _page("pages/characters.py")
+    at.text_area(key="new_description").input("a sly fox spirit").run()
+    _click(at, "✨ Suggest names")
+    assert not at.exception
+    names = at.session_state["new_name_suggestions"]
+    assert len(names) == 5
+    _click(at, names[0])
+    assert at.text_input(key="new_name").value == names[0]
