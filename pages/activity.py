@@ -31,13 +31,18 @@ if n_calls == 0:
     st.stop()
 
 series = ai_calls.spend_series(flt=flt)
+show_spend = total_cost > 0
 fig = go.Figure()
 for fn in sorted({r["function"] for r in series}):
     rows = [r for r in series if r["function"] == fn]
-    fig.add_bar(x=[r["day"] for r in rows], y=[float(r["cost_usd"]) for r in rows], name=fn,
-                customdata=[r["calls"] for r in rows], hovertemplate="%{x|%Y-%m-%d}<br>$%{y:.4f}<br>%{customdata} calls")
-fig.update_layout(barmode="stack", height=300, margin=dict(l=10, r=10, t=30, b=10), title="Spend per day (USD)",
-                  yaxis_tickformat="$.4f")
+    fig.add_bar(x=[r["day"] for r in rows], y=[float(r["cost_usd"]) if show_spend else r["calls"] for r in rows],
+                name=fn, customdata=[r["calls"] for r in rows],
+                hovertemplate="%{x|%Y-%m-%d}<br>%{y}<br>%{customdata} calls")
+fig.update_layout(
+    barmode="stack", height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_type="date", xaxis_tickformat="%b %d",
+    title="Spend per day (USD)" if show_spend else "Calls per day (no spend in this period: offline calls are free)",
+    yaxis=dict(rangemode="tozero", tickformat="$.4f" if show_spend else "d"),
+)
 st.plotly_chart(fig, width="stretch")
 
 by = st.radio("Totals by", list(ai_calls.GROUPINGS), horizontal=True, key="act_by")

@@ -53,9 +53,15 @@ def detail_view(character_id: int) -> None:
             st.rerun()
         return
     version = _loaded_version(ch)
-    top = st.columns([6, 1])
-    top[0].title(f"{ch.name}{' (archived)' if ch.archived else ''}")
-    if top[1].button("← Back", key="back"):
+    top = st.columns([1, 6, 1], vertical_alignment="center")
+    refs = references.list_references(character_id=ch.id)
+    avatar = media_path(refs[0].thumb_path) if refs else None
+    if avatar:
+        top[0].image(avatar, width=96)
+    else:
+        top[0].caption("no image")
+    top[1].title(f"{ch.name}{' (archived)' if ch.archived else ''}")
+    if top[2].button("← Back", key="back"):
         _open(None)
         st.rerun()
     st.caption(
