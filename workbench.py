@@ -1,4 +1,4 @@
-"""Command line for the workbench: `python workbench.py serve|migrate|demo|streamlit`.
+"""Command line for the workbench: `python workbench.py serve|worker|migrate|demo|streamlit`.
 
 `serve` owns the embedded database: it starts Postgres once, applies the
 migrations, and hands DATABASE_URL to the Streamlit server (and, later, the
@@ -34,12 +34,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ, DATABASE_URL=url, NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", ".numba_cache"))
     cmd = [sys.executable, "workbench.py", "streamlit", "--server.port", str(args.port)]
     log.info("starting Streamlit on port %s", args.port)
+    from core.settings import get_settings
+
+    worker = None
+    if get_settings().embedded_worker:
+        log.info("starting the embedded worker")
+        worker = subprocess.Popen([sys.executable, "workbench.py", "worker"], env=env)
     proc = subprocess.Popen(cmd, env=env)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
         return proc.wait(timeout=20)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def run_streamlit(extra_args: list[str]) -> int:
@@ -56,6 +69,41 @@ def run_streamlit(extra_args: list[str]) -> int:
     PagesManager.uses_pages_directory = False
     sys.argv = ["streamlit", "run", "app.py", *extra_args]
     return cli.main()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A job worker; run more of these on other machines with the same DATABASE_URL."""
+    import threading
+
+    from core import generation
+    from core.jobs import get_app
+    from core.settings import get_settings
+
+    if not os.environ.get("DATABASE_URL"):
+        _prepare_database()
+    settings = get_settings()
+    stop = threading.Event()
+
+    def recovery_loop() -> None:
+        while not stop.wait(settings.recovery_interval_s):
+            try:
+                generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
+            except Exception:  # keep the loop alive; the next round retries
+                log.exception("stalled-job recovery failed")
+
+    app = get_app()
+    with app.open():
+        generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
+    threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
+    concurrency = args.concurrency or settings.generation_concurrency
+    log.info("worker starting with concurrency %d", concurrency)
+    try:
+        app.run_worker(queues=None, concurrency=concurrency, name=args.name, wait=True,
+                       update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
+                       stalled_worker_timeout=settings.stalled_after_s)
+    finally:
+        stop.set()
+    return 0
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -81,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8501")))
     p.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply migrations").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("worker", help="run a background job worker")
+    p.add_argument("--concurrency", type=int, default=0)
+    p.add_argument("--name", default=None)
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("demo", help="load the demo cast")
     p.add_argument("--editor", default="demo")
     p.set_defaults(func=cmd_demo)

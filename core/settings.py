@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_retry_after_s: float = 60.0
     offline_latency_s: float = Field(default=0.0, description="Artificial delay per offline call (benchmarks)")
 
+    # Background generation
+    generation_concurrency: int = Field(default=10, description="Slots a worker runs at once (lower for small API tiers)")
+    stalled_after_s: float = Field(default=30.0, description="A worker silent this long is considered dead")
+    recovery_interval_s: float = 15.0
+    embedded_worker: bool = Field(default=True, description="make run starts a worker next to the app")
+
     thumbnail_size: int = 256
     editor_name_default: str | None = None
 

@@ -139,3 +139,70 @@ class AICall(SQLModel, table=True):
     subject_type: str | None = Field(default=None, sa_column=sa.Column(sa.String(30)))
     subject_id: int | None = None
     requested_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+
+
+RUN_ACTIVE = ("queued", "running")
+SLOT_STATES = ("pending", "generating", "completed", "failed", "cancelled")
+REVIEW_STATES = ("unreviewed", "approved", "rejected")
+
+
+class GenerationRun(SQLModel, table=True):
+    """One request to generate the shot list for one character."""
+
+    __tablename__ = "generation_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    character_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("character.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    status: str = Field(default="queued", sa_column=sa.Column(sa.String(12), nullable=False, server_default="queued"))
+    requested_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    provider: str = Field(default="", sa_column=sa.Column(sa.String(20), nullable=False, server_default=""))
+    template_override: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    started_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+
+
+class Variation(SQLModel, table=True):
+    """One attempt at one slot of a run; a slot regenerated gets a new row with attempt + 1."""
+
+    __tablename__ = "variation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("generation_run.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    character_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("character.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    slot_key: str = Field(sa_column=sa.Column(sa.String(40), nullable=False))
+    attempt: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"))
+    seed: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    status: str = Field(default="pending", sa_column=sa.Column(sa.String(12), nullable=False, server_default="pending"))
+    rendered_prompt: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    template_version: int | None = None
+    template_layer: str | None = Field(default=None, sa_column=sa.Column(sa.String(10)))
+    provider: str = Field(default="", sa_column=sa.Column(sa.String(20), nullable=False, server_default=""))
+    model: str = Field(default="", sa_column=sa.Column(sa.String(80), nullable=False, server_default=""))
+    error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    path: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    thumb_path: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    cost_usd: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(12, 6)))
+    ai_call_id: int | None = None
+    job_id: int | None = None
+    rejection_context: list = Field(default_factory=list,
+                                    sa_column=sa.Column(postgresql.JSONB, nullable=False, server_default="[]"))
+    review_status: str = Field(default="unreviewed",
+                               sa_column=sa.Column(sa.String(12), nullable=False, server_default="unreviewed"))
+    reason_codes: list = Field(default_factory=list,
+                               sa_column=sa.Column(postgresql.JSONB, nullable=False, server_default="[]"))
+    review_note: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    reviewed_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(120)))
+    reviewed_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    drift_score: float | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    started_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+
+    __table_args__ = (sa.UniqueConstraint("run_id", "slot_key", "attempt", name="uq_variation_run_slot_attempt"),)

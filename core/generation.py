@@ -1,0 +1,380 @@
+"""Generation runs: ten slots per character, executed as background jobs.
+
+Requesting a run writes the run and its ten pending variation rows in one
+transaction, then defers one job per slot. A partial unique index allows one
+active run per character, so a double click (or two editors) gets the same
+run back instead of duplicate slots. Workers execute slots in parallel;
+one failing slot never affects the others; the last slot to finish closes the
+run and writes its metadata.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from core import ai_engine, media
+from core.ai_functions import SlotImage
+from core.errors import NotFoundError, ValidationError
+from core.images import make_thumbnail
+from core.providers import get_provider
+from core.settings import get_settings
+from core.shots import shot_list, slot_by_key
+from db.engine import session_scope
+from db.models import Character, GenerationRun, Variation, utcnow
+
+log = logging.getLogger(__name__)
+
+REASON_CODES: dict[str, str] = {
+    "off_model_face": "off-model face",
+    "wrong_outfit": "wrong outfit",
+    "anatomy": "anatomy problems",
+    "style_drift": "style drift",
+    "artifact": "visual artifacts",
+    "other": "other",
+}
+ACTIVE_SLOT_STATES = ("pending", "generating")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    run_id: int
+    created: bool  # False when an active run already existed (idempotent re-request)
+    character_name: str
+
+
+def _variation_rel_path(slug: str, run_id: int, slot_key: str, attempt: int, ext: str) -> str:
+    suffix = "" if attempt == 1 else f"-attempt{attempt}"
+    return f"{media.character_dir(slug)}/variations/{run_id}/{slot_key}{suffix}.{ext}"
+
+
+class VariationImage(SlotImage):
+    """The slot image of a run: same prompt building as 'try it', stored as a variation."""
+
+    name = "variation_image"
+    subject_type = "variation"
+
+    def prepare(self, rc: ai_engine.RunContext) -> None:
+        rc.inputs = {**rc.inputs, "subject_id": rc.inputs["character_id"]}
+        super().prepare(rc)
+
+    def validate(self, inputs: dict[str, Any]) -> None:
+        super().validate({**inputs, "subject_id": inputs["character_id"]})
+
+    def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
+        slug = rc.variables["character"]["slug"]
+        info = rc.extra["image_info"]
+        rel = _variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"], info.extension)
+        thumb = rel.rsplit(".", 1)[0] + ".thumb.webp"
+        media.write_atomic(rel, parsed.data)
+        try:
+            media.write_atomic(thumb, make_thumbnail(parsed.data, size=get_settings().thumbnail_size))
+        except BaseException:
+            media.remove(rel)
+            raise
+        out = {"path": rel, "thumb_path": thumb, "seed_used": parsed.seed_used}
+        return out, out
+
+
+VARIATION_IMAGE = VariationImage()
+
+
+# ---------------------------------------------------------------- requesting
+def _defer(variation_ids: list[int]) -> None:
+    """Queue one job per slot; job ids are recorded for cancel and recovery."""
+    from core.generation_tasks import generate_slot
+
+    ids: dict[int, int] = {}
+    for vid in variation_ids:
+        job_id = generate_slot.configure(queueing_lock=f"variation-{vid}").defer(variation_id=vid)
+        ids[vid] = job_id
+    with session_scope() as s:
+        for vid, job_id in ids.items():
+            s.execute(sa.update(Variation).where(Variation.id == vid).values(job_id=job_id))
+
+
+def request_run(*, character_id: int, requested_by: str, template_override: str | None = None) -> RunRequest:
+    with session_scope() as s:
+        ch = s.get(Character, character_id)
+        if ch is None:
+            raise NotFoundError(f"Character #{character_id} does not exist (it may have been deleted).")
+        if ch.archived:
+            raise ValidationError(f"'{ch.name}' is archived; restore it before generating variations.")
+        active = s.execute(
+            sa.select(GenerationRun.id).where(GenerationRun.character_id == character_id,
+                                              GenerationRun.status.in_(("queued", "running")))
+        ).scalar()
+        if active:
+            return RunRequest(active, False, ch.name)
+        run = GenerationRun(character_id=character_id, requested_by=requested_by, provider=get_settings().provider_name,
+                            template_override=template_override or None)
+        s.add(run)
+        try:
+            s.flush()
+        except IntegrityError:  # another request won the race for this character
+            s.rollback()
+            existing = s.execute(
+                sa.select(GenerationRun.id).where(GenerationRun.character_id == character_id,
+                                                  GenerationRun.status.in_(("queued", "running")))
+            ).scalar_one()
+            return RunRequest(existing, False, ch.name)
+        rows = [
+            Variation(run_id=run.id, character_id=character_id, slot_key=slot.key, seed=ch.base_seed + slot.seed_offset,
+                      provider=run.provider)
+            for slot in shot_list()
+        ]
+        s.add_all(rows)
+        s.flush()
+        run_id, name, vids = run.id, ch.name, [v.id for v in rows]
+    _defer(vids)
+    return RunRequest(run_id, True, name)
+
+
+def request_runs(*, character_ids: list[int], requested_by: str) -> list[RunRequest | ValidationError]:
+    """Several characters at once; one refusal (archived, say) does not stop the others."""
+    results: list[RunRequest | ValidationError] = []
+    for cid in character_ids:
+        try:
+            results.append(request_run(character_id=cid, requested_by=requested_by))
+        except (ValidationError, NotFoundError) as err:
+            results.append(ValidationError(str(err)))
+    return results
+
+
+def _latest_attempts(s, run_id: int) -> dict[str, Variation]:
+    rows = s.execute(sa.select(Variation).where(Variation.run_id == run_id).order_by(Variation.attempt)).scalars().all()
+    latest: dict[str, Variation] = {}
+    for v in rows:
+        latest[v.slot_key] = v
+    return latest
+
+
+def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = None, failed_only: bool = False) -> list[int]:
+    """New attempts for chosen slots (or only the failed ones); completed attempts stay for comparison.
+
+    Rejection reasons and the note of the attempt being replaced go into the
+    next prompt (template variable `rejection_reasons`).
+    """
+    with session_scope() as s:
+        run = s.get(GenerationRun, run_id)
+        if run is None:
+            raise NotFoundError(f"Run #{run_id} does not exist.")
+        ch = s.get(Character, run.character_id)
+        if ch.archived:
+            raise ValidationError(f"'{ch.name}' is archived; restore it before generating variations.")
+        latest = _latest_attempts(s, run_id)
+        if failed_only:
+            keys = [k for k, v in latest.items() if v.status in ("failed", "cancelled")]
+        else:
+            keys = list(slot_keys or latest)
+        for k in keys:
+            slot_by_key(k)
+        busy = [k for k in keys if latest.get(k) is not None and latest[k].status in ACTIVE_SLOT_STATES]
+        if busy:
+            raise ValidationError(f"Still generating: {', '.join(busy)}. Wait for them or cancel the run first.")
+        new_rows = []
+        for k in keys:
+            prev = latest.get(k)
+            reasons = [REASON_CODES.get(c, c) for c in (prev.reason_codes if prev else [])]
+            if prev is not None and prev.review_note:
+                reasons.append(prev.review_note)
+            new_rows.append(Variation(
+                run_id=run_id, character_id=run.character_id, slot_key=k, attempt=(prev.attempt + 1) if prev else 1,
+                seed=ch.base_seed + slot_by_key(k).seed_offset, provider=get_settings().provider_name,
+                rejection_context=reasons,
+            ))
+        if not new_rows:
+            return []
+        s.add_all(new_rows)
+        run.status, run.finished_at = "running", None
+        s.add(run)
+        s.flush()
+        vids = [v.id for v in new_rows]
+    _defer(vids)
+    return vids
+
+
+def cancel_run(*, run_id: int) -> int:
+    """Pending slots are cancelled (their jobs too); slots already generating finish and are kept."""
+    from core.jobs import get_app
+
+    with session_scope() as s:
+        run = s.get(GenerationRun, run_id)
+        if run is None:
+            raise NotFoundError(f"Run #{run_id} does not exist.")
+        pending = s.execute(
+            sa.update(Variation).where(Variation.run_id == run_id, Variation.status == "pending")
+            .values(status="cancelled", error="cancelled by editor", finished_at=utcnow())
+            .returning(Variation.job_id)
+        ).scalars().all()
+    manager = get_app().job_manager
+    for job_id in pending:
+        if job_id is not None:
+            manager.cancel_job_by_id(job_id)
+    _maybe_finish_run(run_id, cancelled=True)
+    return len(pending)
+
+
+# ---------------------------------------------------------------- executing
+def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
+    """Run one slot. Returns the final status. Safe to call twice: only a pending slot is claimed."""
+    with session_scope() as s:
+        claimed = s.execute(
+            sa.update(Variation).where(Variation.id == variation_id, Variation.status == "pending")
+            .values(status="generating", started_at=utcnow(), job_id=job_id, error=None)
+            .returning(Variation.run_id, Variation.character_id, Variation.slot_key, Variation.attempt,
+                       Variation.rejection_context)
+        ).first()
+        if claimed is None:
+            current = s.execute(sa.select(Variation.status).where(Variation.id == variation_id)).scalar()
+            log.info("variation %s not claimed (status %s)", variation_id, current)
+            return current or "missing"
+        run_id, character_id, slot_key, attempt, reasons = claimed
+        s.execute(sa.update(GenerationRun).where(GenerationRun.id == run_id, GenerationRun.status == "queued")
+                  .values(status="running", started_at=utcnow()))
+        override = s.execute(sa.select(GenerationRun.template_override).where(GenerationRun.id == run_id)).scalar()
+    try:
+        out = ai_engine.run(
+            VARIATION_IMAGE, requested_by="worker", override=override, provider=get_provider(), job_id=job_id,
+            inputs={"character_id": character_id, "slot_key": slot_key, "run_id": run_id, "attempt": attempt,
+                    "rejection_reasons": reasons, "subject_id": variation_id},
+        )
+    except Exception as err:  # every failure becomes a failed slot with its message; the others go on
+        log.warning("slot %s of run %s failed: %s", slot_key, run_id, err)
+        with session_scope() as s:
+            s.execute(sa.update(Variation).where(Variation.id == variation_id).values(
+                status="failed", error=str(err) or err.__class__.__name__, finished_at=utcnow()))
+        _maybe_finish_run(run_id)
+        return "failed"
+    try:
+        with session_scope() as s:
+            s.execute(sa.update(Variation).where(Variation.id == variation_id).values(
+                status="completed", path=out.value["path"], thumb_path=out.value["thumb_path"], finished_at=utcnow(),
+                rendered_prompt=out.prompt, template_version=out.template.version if out.template else None,
+                template_layer=out.template.layer if out.template else None, provider=out.provider, model=out.model,
+                cost_usd=out.cost_usd, ai_call_id=out.call_id,
+            ))
+    except BaseException:
+        media.remove(out.value["path"], out.value["thumb_path"])
+        raise
+    _maybe_finish_run(run_id)
+    return "completed"
+
+
+def _maybe_finish_run(run_id: int, *, cancelled: bool = False) -> None:
+    """Close the run when no slot is pending or generating, and write metadata.json."""
+    with session_scope() as s:
+        s.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": 7_000_000 + run_id})
+        run = s.get(GenerationRun, run_id)
+        latest = _latest_attempts(s, run_id)
+        states = [v.status for v in latest.values()]
+        if any(st in ACTIVE_SLOT_STATES for st in states):
+            return
+        if cancelled or "cancelled" in states:
+            status = "cancelled"
+        elif all(st == "completed" for st in states):
+            status = "completed"
+        elif "completed" in states:
+            status = "partial"
+        else:
+            status = "failed"
+        run.status, run.finished_at = status, utcnow()
+        s.add(run)
+        ch = s.get(Character, run.character_id)
+        all_rows = s.execute(sa.select(Variation).where(Variation.run_id == run_id).order_by(Variation.id)).scalars().all()
+        meta = {
+            "run_id": run_id, "character": {"id": ch.id, "slug": ch.slug, "name": ch.name, "base_seed": ch.base_seed},
+            "status": status, "requested_by": run.requested_by, "provider": run.provider,
+            "created_at": run.created_at.isoformat(), "finished_at": run.finished_at.isoformat(),
+            "seed_note": "OpenAI has no seed parameter: seeds are provenance only" if run.provider == "openai"
+            else "offline renderer uses the seed",
+            "slots": [
+                {"slot": v.slot_key, "attempt": v.attempt, "status": v.status, "seed": v.seed, "prompt": v.rendered_prompt,
+                 "template_version": v.template_version, "template_layer": v.template_layer, "provider": v.provider,
+                 "model": v.model, "cost_usd": str(v.cost_usd) if v.cost_usd is not None else None, "error": v.error,
+                 "file": v.path, "started_at": v.started_at.isoformat() if v.started_at else None,
+                 "finished_at": v.finished_at.isoformat() if v.finished_at else None,
+                 "seconds": round((v.finished_at - v.started_at).total_seconds(), 3)
+                 if v.started_at and v.finished_at else None}
+                for v in all_rows
+            ],
+            "total_cost_usd": str(sum((v.cost_usd or Decimal(0)) for v in all_rows)),
+        }
+        slug = ch.slug
+    try:
+        media.write_atomic(f"{media.character_dir(slug)}/variations/{run_id}/metadata.json",
+                           json.dumps(meta, indent=2).encode())
+    except OSError as err:
+        log.error("could not write metadata.json for run %s: %s", run_id, err)
+
+
+# ---------------------------------------------------------------- recovery
+def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
+    """Requeue slots whose worker died: jobs stuck in 'doing' with a silent worker, and their variations."""
+    from procrastinate import sql as psql
+
+    from core.jobs import get_app
+
+    app = get_app()
+    conn = app.connector.get_sync_connector()
+    rows = conn.execute_query_all(query=psql.queries["select_stalled_jobs_by_heartbeat"], queue=None,
+                                  task_name=None, seconds_since_heartbeat=seconds_since_heartbeat)
+    recovered = 0
+    for row in rows:
+        vid = (row["args"] or {}).get("variation_id")
+        if vid is not None:
+            with session_scope() as s:
+                s.execute(sa.update(Variation).where(Variation.id == vid, Variation.status == "generating")
+                          .values(status="pending", error="worker stopped; retried"))
+        app.job_manager.retry_job_by_id(job_id=row["id"], retry_at=datetime.now(timezone.utc))
+        recovered += 1
+        log.warning("recovered stalled job %s (variation %s)", row["id"], vid)
+    return recovered
+
+
+# ---------------------------------------------------------------- status
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: int
+    character_id: int
+    status: str
+    counts: dict[str, int]
+    slots: list[Variation]
+    created_at: datetime
+    finished_at: datetime | None
+    cost_usd: Decimal
+
+
+def run_status(*, run_id: int) -> RunStatus:
+    with session_scope() as s:
+        run = s.get(GenerationRun, run_id)
+        if run is None:
+            raise NotFoundError(f"Run #{run_id} does not exist.")
+        latest = _latest_attempts(s, run_id)
+        order = [slot.key for slot in shot_list()]
+        slots = sorted(latest.values(), key=lambda v: order.index(v.slot_key) if v.slot_key in order else 99)
+        all_cost = s.execute(sa.select(sa.func.coalesce(sa.func.sum(Variation.cost_usd), 0))
+                             .where(Variation.run_id == run_id)).scalar_one()
+    counts: dict[str, int] = {}
+    for v in slots:
+        counts[v.status] = counts.get(v.status, 0) + 1
+    return RunStatus(run.id, run.character_id, run.status, counts, slots, run.created_at, run.finished_at,
+                     Decimal(all_cost))
+
+
+def runs_for_character(*, character_id: int, limit: int = 20) -> list[GenerationRun]:
+    with session_scope() as s:
+        return list(s.execute(sa.select(GenerationRun).where(GenerationRun.character_id == character_id)
+                              .order_by(GenerationRun.id.desc()).limit(limit)).scalars().all())
+
+
+def active_runs() -> list[GenerationRun]:
+    with session_scope() as s:
+        return list(s.execute(sa.select(GenerationRun).where(GenerationRun.status.in_(("queued", "running")))
+                              .order_by(GenerationRun.id)).scalars().all())
