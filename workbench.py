@@ -76,7 +76,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import threading
 
     from core import generation
-    from core.jobs import get_app
+    from core.jobs import make_worker_app
     from core.settings import get_settings
 
     if not os.environ.get("DATABASE_URL"):
@@ -91,9 +91,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             except Exception:  # keep the loop alive; the next round retries
                 log.exception("stalled-job recovery failed")
 
-    app = get_app()
-    with app.open():
-        generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
+    generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
+    app = make_worker_app()
     threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
     concurrency = args.concurrency or settings.generation_concurrency
     log.info("worker starting with concurrency %d", concurrency)

@@ -88,18 +88,19 @@ VARIATION_IMAGE = VariationImage()
 # ---------------------------------------------------------------- requesting
 def _defer(variation_ids: list[int]) -> None:
     """Queue one job per slot; job ids are recorded for cancel and recovery."""
-    from core.generation_tasks import generate_slot
+    from core.jobs import defer_slot
 
-    ids: dict[int, int] = {}
-    for vid in variation_ids:
-        job_id = generate_slot.configure(queueing_lock=f"variation-{vid}").defer(variation_id=vid)
-        ids[vid] = job_id
+    ids = {vid: defer_slot(variation_id=vid) for vid in variation_ids}
     with session_scope() as s:
         for vid, job_id in ids.items():
             s.execute(sa.update(Variation).where(Variation.id == vid).values(job_id=job_id))
 
 
 def request_run(*, character_id: int, requested_by: str, template_override: str | None = None) -> RunRequest:
+    if template_override:
+        from core.ai_functions import build_slot_prompt
+
+        build_slot_prompt(character_id=character_id, slot_key=shot_list()[0].key, override=template_override)
     with session_scope() as s:
         ch = s.get(Character, character_id)
         if ch is None:

@@ -1,9 +1,12 @@
 """The job queue: procrastinate on the workbench's own Postgres.
 
-The web process only defers jobs (sync connector); workers (`workbench.py
-worker`, started by `make run`, or on other machines against the same
-DATABASE_URL) execute them. Tasks are registered by importing
-core.generation_tasks.
+Two kinds of App per process, on purpose: `get_app()` is opened
+synchronously once and used to defer, cancel and retry jobs (web process,
+services); `make_worker_app()` builds a fresh App with the tasks registered
+for `run_worker`, which opens and closes its own async pool. Sharing one App
+would let the worker's shutdown close the connector the web side defers with.
+Workers on other machines run `workbench.py worker` against the same
+DATABASE_URL.
 """
 from __future__ import annotations
 
@@ -19,24 +22,39 @@ log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _app: procrastinate.App | None = None
 GENERATION_QUEUE = "generation"
+GENERATE_SLOT = "generate_slot"
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
-    parsed = urlparse(sqlalchemy_url)
-    return parsed._replace(scheme="postgresql").geturl()
+    return urlparse(sqlalchemy_url)._replace(scheme="postgresql").geturl()
+
+
+def _connector() -> procrastinate.PsycopgConnector:
+    return procrastinate.PsycopgConnector(conninfo=libpq_url(database_url()))
 
 
 def get_app() -> procrastinate.App:
-    """One App per process, opened for synchronous defers on first use."""
+    """The process's App for deferring and managing jobs, opened on first use."""
     global _app
     with _lock:
         if _app is None:
-            app = procrastinate.App(
-                connector=procrastinate.PsycopgConnector(conninfo=libpq_url(database_url())),
-                import_paths=["core.generation_tasks"],
-            )
-            _app = app
+            _app = procrastinate.App(connector=_connector())
+            _app.open()
         return _app
+
+
+def make_worker_app() -> procrastinate.App:
+    from core.generation_tasks import register
+
+    app = procrastinate.App(connector=_connector())
+    register(app)
+    return app
+
+
+def defer_slot(*, variation_id: int) -> int:
+    return get_app().configure_task(
+        GENERATE_SLOT, queue=GENERATION_QUEUE, queueing_lock=f"variation-{variation_id}"
+    ).defer(variation_id=variation_id)
 
 
 def reset_app() -> None:
@@ -44,8 +62,5 @@ def reset_app() -> None:
     global _app
     with _lock:
         if _app is not None:
-            try:
-                _app.connector.get_sync_connector().close()
-            except RuntimeError as err:  # never opened
-                log.debug("closing unopened procrastinate connector: %s", err)
+            _app.close()
         _app = None
