@@ -1,0 +1,82 @@
+"""Review workflow on real generated variations."""
+import io
+import json
+import zipfile
+
+import pytest
+
+from core import characters, generation, review, styles
+from core.characters import CharacterInput
+from core.errors import ValidationError
+from tests.test_generation import run_worker
+
+
+@pytest.fixture
+def cast(editor):
+    ink = styles.create_style(data=styles.StyleInput(name="Ink"), editor=editor)
+    a = characters.create_character(data=CharacterInput(name="Ayla", style_id=ink.id), editor=editor)
+    b = characters.create_character(data=CharacterInput(name="Bram"), editor=editor)
+    runs = generation.request_runs(character_ids=[a.id, b.id], requested_by=editor)
+    run_worker()
+    return a, b, ink, runs
+
+
+def test_coverage_grid_shows_latest_attempt_per_slot(cast, editor):
+    a, b, ink, runs = cast
+    grid = review.coverage()
+    assert [r.name for r in grid] == ["Ayla", "Bram"]
+    assert all(len(r.cells) == 10 and all(c.status == "completed" for c in r.cells.values()) for r in grid)
+    assert [r.name for r in review.coverage(style_id=ink.id)] == ["Ayla"]
+    generation.regenerate(run_id=runs[0].run_id, requested_by=editor, slot_keys=["portrait_side"])
+    run_worker()
+    cell = review.coverage(style_id=ink.id)[0].cells["portrait_side"]
+    assert cell.attempt == 2
+    assert len(review.attempts(character_id=a.id, slot_key="portrait_side")) == 2
+
+
+def test_reject_needs_a_reason_and_approve_clears_it(cast, editor):
+    a, *_ = cast
+    cell = review.coverage()[0].cells["action_pose"]
+    with pytest.raises(ValidationError, match="at least one reason"):
+        review.review(variation_id=cell.variation_id, decision="rejected", reviewer=editor)
+    with pytest.raises(ValidationError, match="Unknown reason"):
+        review.review(variation_id=cell.variation_id, decision="rejected", reviewer=editor, reason_codes=["ugly"])
+    v = review.review(variation_id=cell.variation_id, decision="rejected", reviewer=editor,
+                      reason_codes=["anatomy", "artifact"], note="extra finger")
+    assert (v.review_status, v.reason_codes, v.reviewed_by) == ("rejected", ["anatomy", "artifact"], editor)
+    assert [r.name for r in review.coverage(review_state="rejected")] == ["Ayla"]
+    v = review.review(variation_id=cell.variation_id, decision="approved", reviewer=editor)
+    assert v.reason_codes == [] and v.review_status == "approved"
+
+
+def test_bulk_approve_queue_avatar_and_export(cast, editor):
+    a, b, *_ = cast
+    assert len(review.queue()) == 20
+    grid = review.coverage()
+    assert review.queue()[0] == grid[0].cells["portrait_front"].variation_id  # grid order: Ayla's slots first
+    review.review(variation_id=grid[0].cells["action_pose"].variation_id, decision="rejected", reviewer=editor,
+                  reason_codes=["style_drift"])
+    ayla_ids = [c.variation_id for c in review.coverage()[0].cells.values()]
+    assert review.bulk_approve(variation_ids=ayla_ids, reviewer=editor) == 9  # the rejected one is left alone
+    assert len(review.queue()) == 10
+    avatars = review.avatar_paths([a.id, b.id])
+    assert "/variations/" in avatars[a.id] and "portrait_front" in avatars[a.id]
+    assert b.id not in avatars  # no approved portrait and no reference image
+    data, n = review.export_approved()
+    assert n == 9
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    names = set(zf.namelist())
+    assert {"manifest.csv", "manifest.json", "ayla/portrait_front.png"} <= names
+    manifest = json.loads(zf.read("manifest.json"))
+    assert len(manifest) == 9 and all(m["slug"] == "ayla" and m["prompt"] for m in manifest)
+    assert zf.read("manifest.csv").decode().count("\n") == 10
+    summary = review.generation_summary([a.id, b.id])
+    assert summary[a.id] == {"completed": 10, "approved": 9, "rejected": 1}
+
+
+def test_only_completed_images_can_be_reviewed(editor):
+    ch = characters.create_character(data=CharacterInput(name="Pip"), editor=editor)
+    req = generation.request_run(character_id=ch.id, requested_by=editor)
+    pending = generation.run_status(run_id=req.run_id).slots[0]
+    with pytest.raises(ValidationError, match="Only completed"):
+        review.review(variation_id=pending.id, decision="approved", reviewer=editor)
