@@ -69,7 +69,10 @@ def test_bulk_approve_queue_avatar_and_export(cast, editor):
     assert {"manifest.csv", "manifest.json", "ayla/portrait_front.png"} <= names
     manifest = json.loads(zf.read("manifest.json"))
     assert len(manifest) == 9 and all(m["slug"] == "ayla" and m["prompt"] for m in manifest)
-    assert zf.read("manifest.csv").decode().count("\n") == 10
+    import csv
+
+    rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+    assert len(rows) == 9 and rows[0]["file"].startswith("ayla/")
     summary = review.generation_summary([a.id, b.id])
     assert summary[a.id] == {"completed": 10, "approved": 9, "rejected": 1}
 
