@@ -8,6 +8,7 @@ pages = {
         st.Page("pages/home.py", title="Overview", icon="🏠", default=True),
         st.Page("pages/characters.py", title="Characters", icon="🧑‍🎨"),
         st.Page("pages/styles.py", title="Styles", icon="🎨"),
+        st.Page("pages/review.py", title="Review", icon="🔍"),
     ],
     "AI": [
         st.Page("pages/prompts.py", title="Prompts", icon="📝"),

@@ -1,7 +1,7 @@
 """Characters: browse and search the cast, create, edit, archive, manage reference images."""
 import streamlit as st
 
-from core import ai_functions, characters, references, styles
+from core import ai_functions, characters, generation, references, review, styles
 from core.demo import load_demo_cast
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
@@ -77,7 +77,7 @@ def detail_view(character_id: int) -> None:
             _reload(ch.id)
             st.rerun()
 
-    tab_details, tab_refs = st.tabs(["Details", "Reference images"])
+    tab_details, tab_refs, tab_vars = st.tabs(["Details", "Reference images", "Variations"])
     with tab_details:
         name_key = f"edit_name_{ch.id}_{version}"
         st.session_state.setdefault(name_key, ch.name)
@@ -128,6 +128,82 @@ def detail_view(character_id: int) -> None:
 
     with tab_refs:
         reference_section(ch)
+
+    with tab_vars:
+        variations_section(ch)
+
+
+STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "✅", "failed": "❌", "cancelled": "⛔"}
+REVIEW_ICON = {"approved": "👍", "rejected": "👎", "unreviewed": ""}
+
+
+def variations_section(ch) -> None:
+    runs = generation.runs_for_character(character_id=ch.id)
+    active = next((r for r in runs if r.status in ("queued", "running")), None)
+    c1, c2 = st.columns([1, 3])
+    if c1.button("🎬 Generate variations", type="primary", disabled=not editor or ch.archived or active is not None,
+                 key=f"generate_{ch.id}", help="Ten slots from the shot list, generated in the background."):
+        try:
+            req = generation.request_run(character_id=ch.id, requested_by=editor)
+            flash(f"Run #{req.run_id} queued: ten slots are generating in the background." if req.created
+                  else f"Run #{req.run_id} is already in progress.")
+            st.rerun()
+        except Exception as err:
+            report(err)
+    if active is not None:
+        c2.caption("A run is in progress; you can keep working elsewhere, this view refreshes by itself.")
+    if not runs:
+        st.info("No variations yet. **Generate variations** makes the ten-slot shot list for this character "
+                "(offline sketches without an API key).")
+        return
+    labels = {r.id: f"Run #{r.id} · {r.status} · {r.created_at:%Y-%m-%d %H:%M} · by {r.requested_by}" for r in runs}
+    run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"run_pick_{ch.id}")
+    run_panel(run_id, ch.archived)
+
+
+def run_panel(run_id: int, archived: bool) -> None:
+    live = generation.run_status(run_id=run_id).status in ("queued", "running")
+
+    @st.fragment(run_every=2 if live else None)
+    def _panel() -> None:
+        status = generation.run_status(run_id=run_id)
+        done = sum(status.counts.get(k, 0) for k in ("completed", "failed", "cancelled"))
+        st.progress(done / max(1, len(status.slots)),
+                    text=f"{status.status}: " + ", ".join(f"{n} {k}" for k, n in sorted(status.counts.items()))
+                    + f" · cost ${status.cost_usd:.4f}")
+        cols = st.columns(5)
+        for i, v in enumerate(status.slots):
+            with cols[i % 5].container(border=True):
+                path = media_path(v.thumb_path)
+                if path:
+                    st.image(path, width="stretch")
+                st.caption(f"{STATUS_ICON.get(v.status, '')} **{v.slot_key}** {REVIEW_ICON.get(v.review_status, '')}"
+                           + (f" · attempt {v.attempt}" if v.attempt > 1 else ""))
+                if v.status == "failed" and v.error:
+                    st.caption(f":red[{v.error[:160]}]")
+        b1, b2, b3 = st.columns(3)
+        if status.status in ("queued", "running"):
+            if b1.button("Cancel run", key=f"cancel_{run_id}", disabled=not editor):
+                try:
+                    n = generation.cancel_run(run_id=run_id)
+                    flash(f"Run #{run_id} cancelled ({n} pending slot(s) stopped).")
+                    st.rerun()
+                except Exception as err:
+                    report(err)
+        elif status.status != "completed" or status.counts.get("failed"):
+            if b1.button("Retry failed slots", key=f"retry_{run_id}", disabled=not editor or archived):
+                try:
+                    n = len(generation.regenerate(run_id=run_id, requested_by=editor, failed_only=True))
+                    flash(f"{n} slot(s) queued again.")
+                    st.rerun()
+                except Exception as err:
+                    report(err)
+        if status.status not in ("queued", "running"):
+            st.page_link("pages/review.py", label="Review these images →", icon="🔍")
+        if live and status.status not in ("queued", "running"):
+            st.rerun()  # the run just finished: refresh the page so buttons and run list update
+
+    _panel()
 
 
 def reference_section(ch) -> None:
@@ -316,19 +392,35 @@ def list_view() -> None:
     page = 1
     if pages > 1:
         page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="char_page")
-    st.caption(f"{len(rows)} character(s)")
+    g1, g2 = st.columns([3, 1])
+    g1.caption(f"{len(rows)} character(s)")
+    if g2.button(f"🎬 Generate for all {len(rows)} shown", key="generate_shown", disabled=not editor,
+                 help="Queues a ten-slot run for every active character in this list."):
+        results = generation.request_runs(character_ids=[r.id for r in rows if not r.archived], requested_by=editor)
+        created = sum(1 for r in results if isinstance(r, generation.RunRequest) and r.created)
+        refused = [str(r) for r in results if isinstance(r, Exception)]
+        flash(f"{created} run(s) queued; {len(results) - created - len(refused)} already in progress."
+              + (f" Refused: {'; '.join(refused)}" if refused else ""))
+        st.rerun()
     chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    avatars = review.avatar_paths([r.id for r in chunk])
+    summary = review.generation_summary([r.id for r in chunk])
     for start in range(0, len(chunk), COLUMNS):
         cols = st.columns(COLUMNS)
         for col, row in zip(cols, chunk[start:start + COLUMNS]):
             with col.container(border=True):
-                thumb = media_path(row.first_reference_thumb)
+                thumb = media_path(avatars.get(row.id))
                 if thumb:
                     st.image(thumb, width="stretch")
                 else:
                     st.caption("🖼️ no reference image yet")
                 st.markdown(f"**{row.name}**" + (" · _archived_" if row.archived else ""))
                 st.caption(f"{row.style_name or 'no style'} · {', '.join(row.traits[:4]) or 'no traits'}")
+                gs = summary.get(row.id, {})
+                if gs:
+                    st.caption(("🔄 generating · " if gs.get("active_run") else "")
+                               + f"{gs.get('completed', 0)}/10 done · {gs.get('approved', 0)} approved"
+                               + (f" · {gs['failed']} failed" if gs.get("failed") else ""))
                 if st.button("Open", key=f"open_{row.id}", width="stretch"):
                     _open(row.id)
                     st.rerun()

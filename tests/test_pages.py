@@ -121,7 +121,8 @@ def test_styles_page_create_and_duplicate():
     assert any("already exists" in e.value for e in at.error)
 
 
-@pytest.mark.parametrize("page", ["pages/home.py", "pages/characters.py", "pages/styles.py"])
+@pytest.mark.parametrize("page", ["pages/home.py", "pages/characters.py", "pages/styles.py", "pages/review.py",
+                                  "pages/prompts.py", "pages/activity.py"])
 def test_every_page_renders_with_demo_content(page, editor):
     from core.demo import load_demo_cast
 
@@ -187,3 +188,38 @@ def test_character_form_suggest_names_fills_the_name(editor):
     assert len(names) == 5
     _click(at, names[0])
     assert at.text_input(key="new_name").value == names[0]
+
+
+def test_review_page_empty_hint_then_grid_bulk_approve_and_queue(editor):
+    from core import generation, review
+    from tests.test_generation import run_worker
+
+    at = _page("pages/review.py")
+    assert not at.exception
+    assert any("Nothing to review yet" in i.value for i in at.info)
+    a = characters.create_character(data=CharacterInput(name="Ayla"), editor=editor)
+    generation.request_run(character_id=a.id, requested_by=editor)
+    run_worker()
+    at = _page("pages/review.py")
+    assert not at.exception
+    assert any("Review queue (10)" in t.label for t in at.tabs)
+    _click(at, "Approve")  # the queue's first item
+    assert not at.exception
+    assert len(review.queue()) == 9
+    _click(at, "Approve all 9 unreviewed shown")
+    assert len(review.queue()) == 0
+    assert any("Approved 9" in s.value for s in at.success)
+
+
+def test_character_variations_tab_queues_a_run(editor):
+    from core import generation
+
+    ch = characters.create_character(data=CharacterInput(name="Bram"), editor=editor)
+    at = _page("pages/characters.py", character=str(ch.id))
+    assert not at.exception
+    assert any("No variations yet" in i.value for i in at.info)
+    _click(at, "🎬 Generate variations")
+    assert not at.exception
+    runs = generation.runs_for_character(character_id=ch.id)
+    assert len(runs) == 1 and runs[0].status == "queued"
+    assert any("queued" in s.value for s in at.success)
