@@ -77,7 +77,8 @@ def detail_view(character_id: int) -> None:
             _reload(ch.id)
             st.rerun()
 
-    tab_details, tab_refs, tab_vars = st.tabs(["Details", "Reference images", "Variations"])
+    tab_details, tab_refs, tab_vars = st.tabs(["Details", "Reference images", "Variations"], key=f"char_tabs_{ch.id}",
+                                              on_change="rerun")
     with tab_details:
         name_key = f"edit_name_{ch.id}_{version}"
         st.session_state.setdefault(name_key, ch.name)

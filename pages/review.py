@@ -34,8 +34,8 @@ if not grid:
     st.stop()
 
 a1, a2, a3 = st.columns([2, 2, 3])
-unreviewed = [c.variation_id for r in grid for c in r.cells.values()
-              if c.status == "completed" and c.review_status == "unreviewed"]
+unreviewed = [r.cells[s.key].variation_id for r in grid for s in SLOTS
+              if s.key in r.cells and r.cells[s.key].status == "completed" and r.cells[s.key].review_status == "unreviewed"]
 if a1.button(f"Approve all {len(unreviewed)} unreviewed shown", disabled=not editor or not unreviewed, key="bulk"):
     n = review.bulk_approve(variation_ids=unreviewed, reviewer=editor)
     flash(f"Approved {n} image(s).")
@@ -108,7 +108,7 @@ def _decide(variation_id: int, decision: str, reasons: list[str], note: str) -> 
         report(err)
 
 
-tab_grid, tab_queue = st.tabs(["Coverage grid", f"Review queue ({len(unreviewed)})"])
+tab_grid, tab_queue = st.tabs(["Coverage grid", f"Review queue ({len(unreviewed)})"], key="rv_tabs", on_change="rerun")
 with tab_grid:
     header = st.columns([2] + [1] * len(SLOTS))
     header[0].caption("character")

@@ -75,3 +75,22 @@ def browser_page():
             yield page
         finally:
             browser.close()
+
+
+@contextmanager
+def worker_process(extra_env: dict[str, str] | None = None, concurrency: int = 10):
+    """A real `workbench.py worker` subprocess against the test database."""
+    env = dict(os.environ, **(extra_env or {}))
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "worker.log", "w")
+    proc = subprocess.Popen([sys.executable, "workbench.py", "worker", "--concurrency", str(concurrency)], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

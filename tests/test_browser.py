@@ -15,6 +15,8 @@ def _set_editor(page, name="Playwright Pat"):
     box = page.get_by_role("textbox", name="Your name")
     box.fill(name)
     box.press("Enter")
+    page.get_by_text("Enter your name to save changes.").wait_for(state="detached")
+    page.wait_for_timeout(500)  # let the rerun that the name triggered settle
 
 
 def test_create_character_with_uploaded_image_and_see_it_listed(tmp_path):
@@ -54,3 +56,56 @@ def test_demo_cast_from_empty_overview():
         page.get_by_text("Demo cast loaded").wait_for(timeout=60_000)
         assert characters.count_characters() == 12
         page.screenshot(path=str(ARTIFACTS / "overview-demo.png"), full_page=True)
+
+
+def test_generate_review_reject_regenerate_and_approve(editor):
+    from core import generation, review
+    from core.characters import CharacterInput
+    from tests.browser import worker_process
+
+    ch = characters.create_character(data=CharacterInput(name="Hana Mizuki", traits=["archer"]), editor=editor)
+    with worker_process(), streamlit_server() as url, browser_page() as page:
+        page.goto(f"{url}/characters?character={ch.id}")
+        _set_editor(page)
+        page.get_by_role("tab", name="Variations").click()
+        page.get_by_role("button", name="🎬 Generate variations").click()
+        page.get_by_text("ten slots are generating").wait_for()
+        page.get_by_role("tab", name="Variations").click()
+        page.get_by_text("completed: 10 completed").wait_for(timeout=60_000)  # the live panel, no reload
+        page.screenshot(path=str(ARTIFACTS / "variations-done.png"), full_page=True)
+
+        page.goto(f"{url}/review")
+        _set_editor(page)
+        page.get_by_role("tab", name="Review queue (10)").click()
+        page.get_by_text("1 of 10").wait_for()
+        # reject the first queued image (portrait_front) with a reason
+        page.get_by_text("Reasons (for a rejection)").first.wait_for()
+        page.locator("[data-testid='stMultiSelect']").first.click()
+        page.get_by_role("option", name="wrong outfit").click()
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Reject").first.click()
+        page.get_by_text("Marked rejected").wait_for()
+        run_id = generation.runs_for_character(character_id=ch.id)[0].id
+        front = review.attempts(character_id=ch.id, slot_key="portrait_front")[0]
+        assert front.review_status == "rejected" and front.reason_codes == ["wrong_outfit"]
+
+        page.get_by_role("tab", name="Coverage grid").click()
+        page.get_by_role("button", name="👎").first.click()
+        page.get_by_role("dialog").get_by_role("button", name="Regenerate slot").click()
+        page.get_by_text("portrait_front: new attempt queued").wait_for()
+        deadline_ok = False
+        for _ in range(100):
+            tries = review.attempts(character_id=ch.id, slot_key="portrait_front")
+            if len(tries) == 2 and tries[0].status == "completed":
+                deadline_ok = True
+                break
+            page.wait_for_timeout(300)
+        assert deadline_ok, "regenerated slot did not complete"
+        assert "wrong outfit" in tries[0].rendered_prompt
+        page.reload()
+        _set_editor(page)
+        page.get_by_role("button", name="Approve all 10 unreviewed shown").click()
+        page.get_by_text("Approved 10 image(s)").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "review-approved.png"), full_page=True)
+        assert review.queue() == []
+        assert generation.run_status(run_id=run_id).status == "completed"
