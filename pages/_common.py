@@ -80,3 +80,19 @@ def data_uri(rel: str | None, mime: str = "image/webp") -> str | None:
         return None
     with open(path, "rb") as fh:
         return f"data:{mime};base64,{base64.b64encode(fh.read()).decode()}"
+
+
+def demo_cast_button(editor: str | None, *, key: str) -> None:
+    """The one-click demo cast for an empty workbench (Overview and Characters pages)."""
+    from core.demo import load_demo_cast
+
+    if st.button("Load demo cast", type="primary", disabled=not editor, key=key):
+        try:
+            with st.spinner("Creating the demo cast…"):
+                res = load_demo_cast(editor=editor)
+            flash(f"Demo cast loaded: {res.characters_added} characters, {res.styles_added} styles.")
+            st.rerun()
+        except Exception as err:
+            report(err)
+    if not editor:
+        st.caption("Enter your name in the sidebar first (it goes into the audit columns).")

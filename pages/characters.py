@@ -2,8 +2,7 @@
 import streamlit as st
 
 from core import ai_functions, characters, generation, references, review, styles
-from core.demo import load_demo_cast
-from pages._common import flash, media_path, report, show_flashes, sidebar
+from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
 
 PAGE_SIZE = 24
 COLUMNS = 4
@@ -366,14 +365,7 @@ def list_view() -> None:
     if characters.count_characters() == 0:
         with st.container(border=True):
             st.write("**No characters yet.** Create one below, or load the demo cast (twelve characters, four styles).")
-            if st.button("Load demo cast", type="primary", disabled=not editor, key="demo_chars"):
-                try:
-                    with st.spinner("Creating the demo cast…"):
-                        res = load_demo_cast(editor=editor)
-                    flash(f"Demo cast loaded: {res.characters_added} characters.")
-                    st.rerun()
-                except Exception as err:
-                    report(err)
+            demo_cast_button(editor, key="demo_chars")
     create_form()
 
     f1, f2, f3 = st.columns([3, 2, 1])

@@ -2,9 +2,8 @@
 import streamlit as st
 
 from core import characters, styles
-from core.demo import load_demo_cast
 from core.settings import get_settings
-from pages._common import flash, report, show_flashes, sidebar
+from pages._common import demo_cast_button, show_flashes, sidebar
 
 editor = sidebar()
 st.title("🎭 Character Workbench")
@@ -26,16 +25,7 @@ if total == 0:
             "Create your first character on the **Characters** page, or load the demo cast: "
             "twelve characters in four styles with reference sketches, made offline."
         )
-        if st.button("Load demo cast", type="primary", disabled=not editor, key="demo_home"):
-            try:
-                with st.spinner("Creating the demo cast…"):
-                    res = load_demo_cast(editor=editor)
-                flash(f"Demo cast loaded: {res.characters_added} characters, {res.styles_added} styles.")
-                st.rerun()
-            except Exception as err:
-                report(err)
-        if not editor:
-            st.caption("Enter your name in the sidebar first (it goes into the audit columns).")
+        demo_cast_button(editor, key="demo_home")
 else:
     st.page_link("pages/characters.py", label="Open the cast →", icon="🧑‍🎨")
 

@@ -1,5 +1,4 @@
 """The openai provider through the real SDK against a local stub server, via the engine."""
-import time
 
 import pytest
 import sqlalchemy as sa
