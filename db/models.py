@@ -206,3 +206,24 @@ class Variation(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
 
     __table_args__ = (sa.UniqueConstraint("run_id", "slot_key", "attempt", name="uq_variation_run_slot_attempt"),)
+
+
+class Embedding(SQLModel, table=True):
+    """One vector per (subject, space). The table is created by raw SQL in migration 0004
+    (untyped `vector` column + per-space partial HNSW expression indexes); this mapping
+    is for reads and simple updates, vectors are written with explicit SQL casts."""
+
+    __tablename__ = "embedding"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_type: str
+    subject_id: int
+    space: str
+    model_id: str = ""
+    dims: int
+    content_hash: str | None = None
+    status: str = "queued"
+    error: str | None = None
+    embedded_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
