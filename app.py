@@ -10,6 +10,10 @@ pages = {
         st.Page("pages/styles.py", title="Styles", icon="🎨"),
         st.Page("pages/review.py", title="Review", icon="🔍"),
     ],
+    "Explore": [
+        st.Page("pages/search.py", title="Search", icon="🔎"),
+        st.Page("pages/embeddings.py", title="Embeddings", icon="🧬"),
+    ],
     "AI": [
         st.Page("pages/prompts.py", title="Prompts", icon="📝"),
         st.Page("pages/activity.py", title="Activity", icon="📈"),

@@ -270,3 +270,23 @@ def search_text(*, query: str, subject_type: str = "character", k: int = 10, spa
             f"order by (vector::vector({emb.dims})) <=> cast(:q as vector({emb.dims})) limit :k"),
             {"q": _vec_literal(qv), "s": space, "t": subject_type, "k": k}).all()
     return [Hit(subject_type, sid, float(sim)) for sid, sim in rows]
+
+
+def similar_to(*, subject_type: str, subject_id: int, k: int = 10, space: str | None = None,
+               ef_search: int = 100) -> list[Hit]:
+    """Nearest neighbours of a stored subject (itself excluded), by its own vector."""
+    space = space or default_text_space()
+    dims = SPACE_CLASSES[space].dims
+    with session_scope() as s:
+        s.execute(sa.text(f"set local hnsw.ef_search = {int(ef_search)}"))
+        own = s.execute(sa.text("select vector::text from embedding where subject_type=:t and subject_id=:i "
+                                "and space=:s and vector is not null"),
+                        {"t": subject_type, "i": subject_id, "s": space}).scalar()
+        if own is None:
+            raise ValidationError("This item has no embedding yet: run 'Embed missing & stale' first.")
+        rows = s.execute(sa.text(
+            f"select subject_id, 1 - ((vector::vector({dims})) <=> cast(:q as vector({dims}))) as sim "
+            f"from embedding where space = :s and subject_type = :t and vector is not null "
+            f"order by (vector::vector({dims})) <=> cast(:q as vector({dims})) limit :k"),
+            {"q": own, "s": space, "t": subject_type, "k": k + 1}).all()
+    return [Hit(subject_type, sid, float(sim)) for sid, sim in rows if sid != subject_id][:k]

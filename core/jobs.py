@@ -23,6 +23,8 @@ _lock = threading.Lock()
 _app: procrastinate.App | None = None
 GENERATION_QUEUE = "generation"
 GENERATE_SLOT = "generate_slot"
+EMBED_QUEUE = "embeddings"
+EMBED_BACKFILL = "embed_backfill"
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -44,7 +46,7 @@ def get_app() -> procrastinate.App:
 
 
 def make_worker_app() -> procrastinate.App:
-    from core.generation_tasks import register
+    from core.tasks import register
 
     app = procrastinate.App(connector=_connector())
     register(app)
@@ -64,3 +66,25 @@ def reset_app() -> None:
         if _app is not None:
             _app.close()
         _app = None
+
+
+def defer_embed_backfill(*, space: str | None = None) -> int | None:
+    """Queue one backfill; a second request while one is queued is a no-op (queueing lock)."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    try:
+        return get_app().configure_task(EMBED_BACKFILL, queue=EMBED_QUEUE,
+                                        queueing_lock=f"embed-backfill-{space or 'default'}").defer(space=space)
+    except AlreadyEnqueued:
+        return None
+
+
+def pending_jobs(task_name: str) -> int:
+    """Jobs of `task_name` waiting or running: pages use it to keep a live view refreshing."""
+    import sqlalchemy as sa
+
+    from db.engine import session_scope
+
+    with session_scope() as s:
+        return s.execute(sa.text("select count(*) from procrastinate_jobs where task_name = :t "
+                                 "and status in ('todo', 'doing')"), {"t": task_name}).scalar_one()

@@ -122,7 +122,8 @@ def test_styles_page_create_and_duplicate():
 
 
 @pytest.mark.parametrize("page", ["pages/home.py", "pages/characters.py", "pages/styles.py", "pages/review.py",
-                                  "pages/prompts.py", "pages/activity.py"])
+                                  "pages/prompts.py", "pages/activity.py", "pages/search.py",
+                                  "pages/embeddings.py"])
 def test_every_page_renders_with_demo_content(page, editor):
     from core.demo import load_demo_cast
 
@@ -223,3 +224,29 @@ def test_character_variations_tab_queues_a_run(editor):
     runs = generation.runs_for_character(character_id=ch.id)
     assert len(runs) == 1 and runs[0].status == "queued"
     assert any("queued" in s.value for s in at.success)
+
+
+def test_embeddings_backfill_job_then_search_and_find_similar(editor):
+    from tests.test_generation import run_worker
+
+    for name, traits in (("Ayla", ["storm mage", "lightning"]), ("Sable", ["assassin", "shadows"]),
+                         ("Pip", ["mouse knight"])):
+        characters.create_character(data=CharacterInput(name=name, traits=traits), editor=editor)
+    at = _page("pages/embeddings.py")
+    assert not at.exception
+    assert [m.value for m in at.metric][:1] == ["3"]  # three missing
+    _click(at, "Embed missing, stale and failed (3)")
+    assert not at.exception
+    run_worker()  # the backfill runs on the job queue
+    at = _page("pages/embeddings.py")
+    assert [m.label for m in at.metric if m.value == "3"] == ["current"]
+
+    at = _page("pages/search.py")
+    assert any("Type a description" in i.value for i in at.info)
+    at.text_input(key="search_q").input("an assassin lurking in shadows").run()
+    assert not at.exception
+    names = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert names[0] == "**Sable**", names
+    _click(at, "Find similar")
+    assert not at.exception
+    assert any("Most similar to **Sable**" in m.value for m in at.markdown)

@@ -1,4 +1,4 @@
-"""Procrastinate task definitions, registered on a worker App by `register`.
+"""Procrastinate task definitions (generation slots, embedding backfill), registered on a worker App.
 
 The task is async and hands the (blocking) slot work to our own thread pool
 sized to the generation bound: procrastinate's default path for sync tasks
@@ -16,7 +16,7 @@ import procrastinate
 from procrastinate import JobContext
 
 from core.generation import execute_variation
-from core.jobs import GENERATE_SLOT, GENERATION_QUEUE
+from core.jobs import EMBED_BACKFILL, EMBED_QUEUE, GENERATE_SLOT, GENERATION_QUEUE
 from core.settings import get_settings
 
 _lock = threading.Lock()
@@ -38,5 +38,14 @@ async def generate_slot(context: JobContext, *, variation_id: int) -> str:
     return await loop.run_in_executor(_slot_executor(), work)
 
 
+def embed_backfill(*, space: str | None = None) -> dict:
+    """Embed every missing or stale character; unchanged ones cost no model call."""
+    from core import embeddings
+
+    rep = embeddings.embed_characters(space=space)
+    return rep.__dict__
+
+
 def register(app: procrastinate.App) -> None:
     app.task(name=GENERATE_SLOT, queue=GENERATION_QUEUE, pass_context=True)(generate_slot)
+    app.task(name=EMBED_BACKFILL, queue=EMBED_QUEUE)(embed_backfill)
