@@ -24,7 +24,8 @@ try:
             st.rerun()
     elif query.strip():
         title = f"Closest to “{query.strip()}”"
-        hits = embeddings.search_text(query=query, k=k)
+        with st.spinner("Searching (the first search loads the embedding model, a few seconds)…"):
+            hits = embeddings.search_text(query=query, k=k)
 except Exception as err:
     report(err)
 
