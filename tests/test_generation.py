@@ -174,7 +174,8 @@ def test_worker_killed_mid_run_is_recovered_and_completed_slots_kept(character, 
     stuck = [k for k, (s, _) in before.items() if s == "generating"]
     assert stuck, before
     time.sleep(2.5)  # the dead worker's heartbeat goes stale
-    assert generation.recover_stalled(seconds_since_heartbeat=2) == len(stuck)
+    # every slot stuck in 'generating' had a job in 'doing'; a job fetched but not yet claimed is recovered too
+    assert generation.recover_stalled(seconds_since_heartbeat=2) >= len(stuck)
     run_worker()
     after = {v.slot_key: (v.status, v.finished_at) for v in _variations(req.run_id)}
     assert all(s == "completed" for s, _ in after.values()), after
