@@ -1,0 +1,57 @@
+"""Local embedding throughput (all-MiniLM-L6-v2 on CPU) and the dedupe guarantee.
+
+Prints texts/s for the model alone, then embeds a 500-character cast through
+the pipeline twice: the second pass must make zero model calls.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from _setup import bench_database
+
+N_TEXTS = 2000
+CAST = 500
+WORDS = ("storm mage silver hair tinker spectacles assassin hooded knight archer fox spirit android chrome "
+         "lighthouse keeper queen crown medic netrunner swordsman noodle stand mouse needle sword poet").split()
+
+
+def main() -> None:
+    bench_database("bench_embed")
+    from core import characters, embeddings
+    from core.characters import CharacterInput
+
+    rng = random.Random(7)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))) for _ in range(N_TEXTS)]
+    emb = embeddings.get_embedder("text-local")
+    t0 = time.perf_counter()
+    emb.embed(texts[:32])
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    emb.embed(texts)
+    rate = N_TEXTS / (time.perf_counter() - t0)
+
+    for i in range(CAST):
+        characters.create_character(editor="bench", data=CharacterInput(
+            name=f"Bench {i:04d}", traits=rng.sample(WORDS, 3), description=" ".join(rng.sample(WORDS, 8))))
+    t0 = time.perf_counter()
+    first = embeddings.embed_characters()
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    second = embeddings.embed_characters()
+    second_s = time.perf_counter() - t0
+
+    figures = {"texts_per_s": round(rate, 1), "model_load_and_first_batch_s": round(load_s, 2),
+               "cast": CAST, "first_pass_s": round(first_s, 2), "first_pass_model_calls": first.model_calls,
+               "second_pass_s": round(second_s, 3), "second_pass_model_calls": second.model_calls}
+    print(f"all-MiniLM-L6-v2 on CPU: {figures['texts_per_s']} texts/s ({N_TEXTS} texts of 8-30 words); "
+          f"load + first batch {figures['model_load_and_first_batch_s']} s")
+    print(f"{CAST} characters through the pipeline: first pass {figures['first_pass_s']} s "
+          f"({first.model_calls} model call(s)), unchanged second pass {figures['second_pass_s']} s "
+          f"({second.model_calls} model calls)")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
