@@ -255,7 +255,7 @@ class Hit:
 
 
 def search_text(*, query: str, subject_type: str = "character", k: int = 10, space: str | None = None,
-                ef_search: int = 100) -> list[Hit]:
+                ef_search: int = 300) -> list[Hit]:
     """Nearest subjects to a free-text query by cosine distance on the space's HNSW index."""
     space = space or default_text_space()
     if not query.strip():
@@ -273,7 +273,7 @@ def search_text(*, query: str, subject_type: str = "character", k: int = 10, spa
 
 
 def similar_to(*, subject_type: str, subject_id: int, k: int = 10, space: str | None = None,
-               ef_search: int = 100) -> list[Hit]:
+               ef_search: int = 300) -> list[Hit]:
     """Nearest neighbours of a stored subject (itself excluded), by its own vector."""
     space = space or default_text_space()
     dims = SPACE_CLASSES[space].dims
