@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from core import prompt_registry
 from core.pricing import Usage, cost_usd
-from core.providers import ImageResult, Provider, ProviderError, TextResult, get_provider
+from core.providers import ImageResult, Provider, TextResult, get_provider
 from db.engine import session_scope
 from db.models import AICall
 
@@ -180,8 +180,4 @@ def _record(fn, rc, raw, steps, phase, status, error, t_run, summary, err):
     return cost, usage, model, ms
 
 
-def is_retryable(err: BaseException) -> bool:
-    return isinstance(err, ProviderError) and err.kind in {"rate_limit", "server", "timeout", "connection"}
-
-
-__all__ = ["AIFunction", "AIOutcome", "RunContext", "run", "PHASES", "is_retryable"]
+__all__ = ["AIFunction", "AIOutcome", "RunContext", "run", "PHASES"]

@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError
 from db.engine import session_scope
-from db.models import Character, ReferenceImage, Style, utcnow
+from db.models import Character, Style, utcnow
 
 NAME_MAX = 100
 SLUG_MAX = 100
@@ -194,8 +194,6 @@ class CharacterRow:
     style_id: int | None
     style_name: str | None
     archived: bool
-    reference_count: int
-    first_reference_thumb: str | None
     updated_at: object
     updated_by: str
     version: int
@@ -208,16 +206,8 @@ def list_characters(
 
     archived=False → active only, True → archived only, None → both.
     """
-    ref_count = (
-        sa.select(sa.func.count(ReferenceImage.id)).where(ReferenceImage.character_id == Character.id)
-        .correlate(Character).scalar_subquery()
-    )
-    first_thumb = (
-        sa.select(ReferenceImage.thumb_path).where(ReferenceImage.character_id == Character.id)
-        .order_by(ReferenceImage.position, ReferenceImage.id).limit(1).correlate(Character).scalar_subquery()
-    )
     q = (
-        sa.select(Character, Style.name, ref_count, first_thumb)
+        sa.select(Character, Style.name)
         .join(Style, Style.id == Character.style_id, isouter=True)
         .order_by(sa.func.lower(Character.name))
         .limit(limit)
@@ -241,10 +231,10 @@ def list_characters(
     return [
         CharacterRow(
             id=c.id, slug=c.slug, name=c.name, traits=c.traits, style_id=c.style_id, style_name=sn,
-            archived=c.archived, reference_count=rc, first_reference_thumb=th, updated_at=c.updated_at,
+            archived=c.archived, updated_at=c.updated_at,
             updated_by=c.updated_by, version=c.version,
         )
-        for c, sn, rc, th in rows
+        for c, sn in rows
     ]
 
 

@@ -19,9 +19,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from core.errors import ValidationError
-from core.settings import get_settings
 from db.engine import session_scope
-from db.models import Character, Style, utcnow
+from db.models import Character, Style
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from core.providers import get_provider
 from core.settings import get_settings
 from core.shots import shot_list, slot_by_key
 from db.engine import session_scope
-from db.models import Character, GenerationRun, Variation, utcnow
+from db.models import RUN_ACTIVE, Character, GenerationRun, Variation, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def request_run(*, character_id: int, requested_by: str, template_override: str 
             raise ValidationError(f"'{ch.name}' is archived; restore it before generating variations.")
         active = s.execute(
             sa.select(GenerationRun.id).where(GenerationRun.character_id == character_id,
-                                              GenerationRun.status.in_(("queued", "running")))
+                                              GenerationRun.status.in_(RUN_ACTIVE))
         ).scalar()
         if active:
             return RunRequest(active, False, ch.name)
@@ -122,7 +122,7 @@ def request_run(*, character_id: int, requested_by: str, template_override: str 
             s.rollback()
             existing = s.execute(
                 sa.select(GenerationRun.id).where(GenerationRun.character_id == character_id,
-                                                  GenerationRun.status.in_(("queued", "running")))
+                                                  GenerationRun.status.in_(RUN_ACTIVE))
             ).scalar_one()
             return RunRequest(existing, False, ch.name)
         rows = [
@@ -351,6 +351,10 @@ class RunStatus:
     finished_at: datetime | None
     cost_usd: Decimal
 
+    @property
+    def active(self) -> bool:
+        return self.status in RUN_ACTIVE
+
 
 def run_status(*, run_id: int) -> RunStatus:
     with session_scope() as s:
@@ -373,9 +377,3 @@ def runs_for_character(*, character_id: int, limit: int = 20) -> list[Generation
     with session_scope() as s:
         return list(s.execute(sa.select(GenerationRun).where(GenerationRun.character_id == character_id)
                               .order_by(GenerationRun.id.desc()).limit(limit)).scalars().all())
-
-
-def active_runs() -> list[GenerationRun]:
-    with session_scope() as s:
-        return list(s.execute(sa.select(GenerationRun).where(GenerationRun.status.in_(("queued", "running")))
-                              .order_by(GenerationRun.id)).scalars().all())

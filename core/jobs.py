@@ -59,15 +59,6 @@ def defer_slot(*, variation_id: int) -> int:
     ).defer(variation_id=variation_id)
 
 
-def reset_app() -> None:
-    """Tests switch databases; close the connector so the next use reconnects."""
-    global _app
-    with _lock:
-        if _app is not None:
-            _app.close()
-        _app = None
-
-
 def defer_embed_backfill(*, space: str | None = None) -> int | None:
     """Queue one backfill; a second request while one is queued is a no-op (queueing lock)."""
     from procrastinate.exceptions import AlreadyEnqueued

@@ -19,7 +19,7 @@ from core.errors import NotFoundError, ValidationError
 from core.generation import REASON_CODES
 from core.shots import shot_list
 from db.engine import session_scope
-from db.models import Character, GenerationRun, ReferenceImage, Style, Variation, utcnow
+from db.models import RUN_ACTIVE, Character, GenerationRun, ReferenceImage, Style, Variation, utcnow
 
 NOTE_MAX = 2000
 
@@ -179,7 +179,7 @@ def generation_summary(character_ids: list[int]) -> dict[int, dict[str, int]]:
                          .where(latest.c.character_id.in_(character_ids))
                          .group_by(latest.c.character_id, latest.c.status, latest.c.review_status)).all()
         active = set(s.execute(sa.select(GenerationRun.character_id).where(
-            GenerationRun.character_id.in_(character_ids), GenerationRun.status.in_(("queued", "running")))).scalars())
+            GenerationRun.character_id.in_(character_ids), GenerationRun.status.in_(RUN_ACTIVE))).scalars())
     out: dict[int, dict[str, int]] = {}
     for cid, status, review_state, n in rows:
         d = out.setdefault(cid, {})

@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(default=True, description="make run starts a worker next to the app")
 
     thumbnail_size: int = 256
-    editor_name_default: str | None = None
 
     @property
     def provider_name(self) -> str:

@@ -141,9 +141,7 @@ class AICall(SQLModel, table=True):
     requested_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
 
 
-RUN_ACTIVE = ("queued", "running")
-SLOT_STATES = ("pending", "generating", "completed", "failed", "cancelled")
-REVIEW_STATES = ("unreviewed", "approved", "rejected")
+RUN_ACTIVE = ("queued", "running")  # at most one such run per character (partial unique index)
 
 
 class GenerationRun(SQLModel, table=True):

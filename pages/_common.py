@@ -4,7 +4,6 @@ Not a page: with st.navigation only the files app.py lists are pages.
 """
 from __future__ import annotations
 
-import base64
 import logging
 
 import streamlit as st
@@ -72,14 +71,6 @@ def media_path(rel: str | None) -> str | None:
         return None
     path = media.resolve(rel)
     return str(path) if path.is_file() else None
-
-
-def data_uri(rel: str | None, mime: str = "image/webp") -> str | None:
-    path = media_path(rel)
-    if not path:
-        return None
-    with open(path, "rb") as fh:
-        return f"data:{mime};base64,{base64.b64encode(fh.read()).decode()}"
 
 
 def demo_cast_button(editor: str | None, *, key: str) -> None:

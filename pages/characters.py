@@ -53,8 +53,7 @@ def detail_view(character_id: int) -> None:
         return
     version = _loaded_version(ch)
     top = st.columns([1, 6, 1], vertical_alignment="center")
-    refs = references.list_references(character_id=ch.id)
-    avatar = media_path(refs[0].thumb_path) if refs else None
+    avatar = media_path(review.avatar_paths([ch.id]).get(ch.id))
     if avatar:
         top[0].image(avatar, width=96)
     else:
@@ -139,7 +138,7 @@ REVIEW_ICON = {"approved": "👍", "rejected": "👎", "unreviewed": ""}
 
 def variations_section(ch) -> None:
     runs = generation.runs_for_character(character_id=ch.id)
-    active = next((r for r in runs if r.status in ("queued", "running")), None)
+    active = next((r for r in runs if r.status in generation.RUN_ACTIVE), None)
     c1, c2 = st.columns([1, 3])
     if c1.button("🎬 Generate variations", type="primary", disabled=not editor or ch.archived or active is not None,
                  key=f"generate_{ch.id}", help="Ten slots from the shot list, generated in the background."):
@@ -156,13 +155,17 @@ def variations_section(ch) -> None:
         st.info("No variations yet. **Generate variations** makes the ten-slot shot list for this character "
                 "(offline sketches without an API key).")
         return
-    labels = {r.id: f"Run #{r.id} · {r.status} · {r.created_at:%Y-%m-%d %H:%M} · by {r.requested_by}" for r in runs}
-    run_id = st.selectbox("Run", list(labels), format_func=labels.get, key=f"run_pick_{ch.id}")
-    run_panel(run_id, ch.archived)
+    by_id = {r.id: r for r in runs}
+    run_id = st.selectbox(
+        "Run", list(by_id), key=f"run_pick_{ch.id}",
+        format_func=lambda i: f"Run #{i} · {by_id[i].status} · {by_id[i].created_at:%Y-%m-%d %H:%M} · "
+                              f"by {by_id[i].requested_by}",
+    )
+    run_panel(run_id, live=by_id[run_id].status in generation.RUN_ACTIVE, archived=ch.archived)
 
 
-def run_panel(run_id: int, archived: bool) -> None:
-    live = generation.run_status(run_id=run_id).status in ("queued", "running")
+def run_panel(run_id: int, *, live: bool, archived: bool) -> None:
+    """Live while the run is active: the fragment re-reads the run every 2 s without rerunning the page."""
 
     @st.fragment(run_every=2 if live else None)
     def _panel() -> None:
@@ -182,7 +185,7 @@ def run_panel(run_id: int, archived: bool) -> None:
                 if v.status == "failed" and v.error:
                     st.caption(f":red[{v.error[:160]}]")
         b1, b2, b3 = st.columns(3)
-        if status.status in ("queued", "running"):
+        if status.active:
             if b1.button("Cancel run", key=f"cancel_{run_id}", disabled=not editor):
                 try:
                     n = generation.cancel_run(run_id=run_id)
@@ -198,9 +201,9 @@ def run_panel(run_id: int, archived: bool) -> None:
                     st.rerun()
                 except Exception as err:
                     report(err)
-        if status.status not in ("queued", "running"):
+        if not status.active:
             st.page_link("pages/review.py", label="Review these images →", icon="🔍")
-        if live and status.status not in ("queued", "running"):
+        if live and not status.active:
             st.rerun()  # the run just finished: refresh the page so buttons and run list update
 
     _panel()

@@ -4,7 +4,6 @@ Revision ID: 0004
 Revises: 0003
 """
 from alembic import op
-import sqlalchemy as sa
 
 revision = "0004"
 down_revision = "0003"
