@@ -116,7 +116,10 @@ def reference_images_for(character_id: int, limit: int = MAX_REFERENCE_IMAGES) -
 
 
 class SlotImage(AIFunction):
-    """One slot of one character: builds the variation prompt and makes the image."""
+    """One slot of one character: builds the variation prompt and makes the image.
+
+    Inputs name the character as `character_id`; `subject_id` is what the call log
+    points at (the character for "try it", the variation for a run)."""
 
     name = "slot_image"
     template = "variation_prompt"
@@ -125,18 +128,18 @@ class SlotImage(AIFunction):
     def validate(self, inputs: dict[str, Any]) -> None:
         slot_by_key(inputs["slot_key"])  # KeyError names the known slots
         with session_scope() as s:
-            ch = s.get(Character, inputs["subject_id"])
+            ch = s.get(Character, inputs["character_id"])
             if ch is None:
-                raise NotFoundError(f"Character #{inputs['subject_id']} does not exist.")
+                raise NotFoundError(f"Character #{inputs['character_id']} does not exist.")
             if ch.archived:
                 raise ValidationError(f"'{ch.name}' is archived; restore it before generating images.")
 
     def prepare(self, rc: RunContext) -> None:
         rc.variables = character_context(
-            character_id=rc.inputs["subject_id"], slot_key=rc.inputs["slot_key"],
+            character_id=rc.inputs["character_id"], slot_key=rc.inputs["slot_key"],
             rejection_reasons=list(rc.inputs.get("rejection_reasons", [])),
         )
-        rc.extra["references"] = reference_images_for(rc.inputs["subject_id"])
+        rc.extra["references"] = reference_images_for(rc.inputs["character_id"])
 
     def call(self, rc: RunContext) -> ImageResult:
         return rc.provider.generate_image(prompt=rc.prompt, references=rc.extra["references"], context=rc.variables)
@@ -175,7 +178,7 @@ def caption_reference(*, reference_id: int, requested_by: str) -> AIOutcome:
 def try_slot(*, character_id: int, slot_key: str, requested_by: str, override: str | None = None,
              progress: ProgressFn | None = None) -> AIOutcome:
     return run(SLOT_IMAGE, requested_by=requested_by, override=override, progress=progress,
-               inputs={"subject_id": character_id, "slot_key": slot_key})
+               inputs={"character_id": character_id, "subject_id": character_id, "slot_key": slot_key})
 
 
 def build_slot_prompt(*, character_id: int, slot_key: str, override: str | None = None,

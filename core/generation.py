@@ -60,13 +60,6 @@ class VariationImage(SlotImage):
     name = "variation_image"
     subject_type = "variation"
 
-    def prepare(self, rc: ai_engine.RunContext) -> None:
-        rc.inputs = {**rc.inputs, "subject_id": rc.inputs["character_id"]}
-        super().prepare(rc)
-
-    def validate(self, inputs: dict[str, Any]) -> None:
-        super().validate({**inputs, "subject_id": inputs["character_id"]})
-
     def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
         slug = rc.variables["character"]["slug"]
         info = rc.extra["image_info"]
