@@ -68,11 +68,13 @@ def totals(*, by: str, flt: CallFilter = CallFilter()) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in s.execute(q).all()]
 
 
-def grand_total(*, flt: CallFilter = CallFilter()) -> tuple[int, Decimal]:
-    q = flt.apply(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(AICall.cost_usd), 0)))
+def grand_total(*, flt: CallFilter = CallFilter()) -> tuple[int, Decimal, int]:
+    """(calls, cost, calls that did not succeed)."""
+    q = flt.apply(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(AICall.cost_usd), 0),
+                            sa.func.count().filter(AICall.status != "succeeded")))
     with session_scope() as s:
-        n, cost = s.execute(q).one()
-    return int(n), Decimal(cost)
+        n, cost, failed = s.execute(q).one()
+    return int(n), Decimal(cost), int(failed)
 
 
 def distinct_values(column: str) -> list[str]:

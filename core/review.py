@@ -137,16 +137,15 @@ def bulk_approve(*, variation_ids: list[int], reviewer: str) -> int:
         return len(res.all())
 
 
+def unreviewed_in_order(grid: list[CoverageRow]) -> list[int]:
+    """Latest completed, unreviewed attempts in grid order (characters, then shot list): the review queue."""
+    return [row.cells[slot.key].variation_id for row in grid for slot in shot_list()
+            if slot.key in row.cells and row.cells[slot.key].status == "completed"
+            and row.cells[slot.key].review_status == "unreviewed"]
+
+
 def queue(*, style_id: int | None = None, run_id: int | None = None) -> list[int]:
-    """Latest completed, unreviewed attempts in grid order: the keyboard review flow walks this."""
-    order = {s.key: i for i, s in enumerate(shot_list())}
-    ids: list[int] = []
-    for row in coverage(style_id=style_id, run_id=run_id):
-        for key in sorted(row.cells, key=lambda k: order.get(k, 99)):
-            c = row.cells[key]
-            if c.status == "completed" and c.review_status == "unreviewed":
-                ids.append(c.variation_id)
-    return ids
+    return unreviewed_in_order(coverage(style_id=style_id, run_id=run_id))
 
 
 def avatar_paths(character_ids: list[int]) -> dict[int, str]:

@@ -19,8 +19,7 @@ with st.container(border=True):
 since, until = (period if isinstance(period, tuple) and len(period) == 2 else (None, None))
 flt = ai_calls.CallFilter(tuple(functions), tuple(statuses), tuple(models), since, until)
 
-n_calls, total_cost = ai_calls.grand_total(flt=flt)
-failed = sum(r["failed"] for r in ai_calls.totals(by="function", flt=flt))
+n_calls, total_cost, failed = ai_calls.grand_total(flt=flt)
 m1, m2, m3 = st.columns(3)
 m1.metric("Calls", n_calls)
 m2.metric("Spend (USD)", f"${total_cost:.4f}")
@@ -56,7 +55,7 @@ st.dataframe(
 )
 
 calls = ai_calls.list_calls(flt=flt)
-tab_log, tab_fail = st.tabs(["Call log", f"Failures ({sum(c.status != 'succeeded' for c in calls)})"])
+tab_log, tab_fail = st.tabs(["Call log", f"Failures ({failed})"])
 with tab_log:
     st.dataframe(
         [{"when": c.created_at, "function": c.function, "status": c.status, "phase": c.phase, "provider": c.provider,

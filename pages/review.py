@@ -34,8 +34,7 @@ if not grid:
     st.stop()
 
 a1, a2, a3 = st.columns([2, 2, 3])
-unreviewed = [r.cells[s.key].variation_id for r in grid for s in SLOTS
-              if s.key in r.cells and r.cells[s.key].status == "completed" and r.cells[s.key].review_status == "unreviewed"]
+unreviewed = review.unreviewed_in_order(grid)
 if a1.button(f"Approve all {len(unreviewed)} unreviewed shown", disabled=not editor or not unreviewed, key="bulk"):
     n = review.bulk_approve(variation_ids=unreviewed, reviewer=editor)
     flash(f"Approved {n} image(s).")

@@ -154,10 +154,11 @@ def test_cost_totals_reconcile_with_rows(editor):
                          model=["gpt-4o-mini", "gpt-image-1"][i % 2], cost_usd=Decimal("0.001234") * (i + 1),
                          tokens_in=100 + i, tokens_out=10 * i, template_name="variation_prompt",
                          template_layer="db", template_version=1 + i % 2))
-    n, total = ai_calls.grand_total()
+    n, total, failed = ai_calls.grand_total()
     with session_scope() as s:
         row_sum = s.execute(sa.select(sa.func.sum(AICall.cost_usd))).scalar_one()
     assert n == 30 and total == row_sum == Decimal("0.001234") * sum(range(1, 31))
+    assert failed == len([i for i in range(30) if i % 7 == 0])
     for by in ai_calls.GROUPINGS:
         groups = ai_calls.totals(by=by)
         assert sum(Decimal(g["cost_usd"]) for g in groups) == total, by
