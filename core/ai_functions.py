@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from core import media, prompt_registry
 from core.ai_engine import AIFunction, AIOutcome, ProgressFn, RunContext, run
-from core.errors import NotFoundError, ValidationError
+from core.errors import ValidationError, require
 from core.images import inspect_image
 from core.json_extract import ModelOutputError, extract_json
 from core.prompt_context import character_context
@@ -83,9 +83,7 @@ class CaptionReference(AIFunction):
 
     def prepare(self, rc: RunContext) -> None:
         with session_scope() as s:
-            ref = s.get(ReferenceImage, rc.inputs["subject_id"])
-            if ref is None:
-                raise NotFoundError("That reference image no longer exists.")
+            ref = require(s.get(ReferenceImage, rc.inputs["subject_id"]), "That reference image no longer exists.")
             character_id, path, mime, caption = ref.character_id, ref.path, ref.mime, ref.caption
         rc.variables = character_context(character_id=character_id, existing_caption=caption)
         rc.extra = {"image": media.read_bytes(path), "mime": mime}
@@ -128,9 +126,7 @@ class SlotImage(AIFunction):
     def validate(self, inputs: dict[str, Any]) -> None:
         slot_by_key(inputs["slot_key"])  # KeyError names the known slots
         with session_scope() as s:
-            ch = s.get(Character, inputs["character_id"])
-            if ch is None:
-                raise NotFoundError(f"Character #{inputs['character_id']} does not exist.")
+            ch = require(s.get(Character, inputs["character_id"]), f"Character #{inputs['character_id']} does not exist.")
             if ch.archived:
                 raise ValidationError(f"'{ch.name}' is archived; restore it before generating images.")
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError
+from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
 
@@ -127,9 +127,7 @@ def create_character(*, data: CharacterInput, editor: str, slug: str | None = No
 
 def get_character(*, character_id: int) -> Character:
     with session_scope() as s:
-        ch = s.get(Character, character_id)
-        if ch is None:
-            raise NotFoundError(f"Character #{character_id} does not exist (it may have been deleted).")
+        ch = require(s.get(Character, character_id), f"Character #{character_id} does not exist (it may have been deleted).")
         return ch
 
 

@@ -1,4 +1,7 @@
 """Errors whose message is written for the editor: pages show `str(err)` as is."""
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class WorkbenchError(Exception):
@@ -27,3 +30,10 @@ class ImageRejected(ValidationError):
 
 class FetchError(ValidationError):
     """A URL could not be fetched safely."""
+
+
+def require(obj: T | None, message: str) -> T:
+    """`obj` unless it is None (a row that was deleted or never existed): then NotFoundError(message)."""
+    if obj is None:
+        raise NotFoundError(message)
+    return obj

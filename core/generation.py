@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core import ai_engine, media
 from core.ai_functions import SlotImage
-from core.errors import NotFoundError, ValidationError
+from core.errors import NotFoundError, ValidationError, require
 from core.images import make_thumbnail
 from core.providers import get_provider
 from core.settings import get_settings
@@ -95,9 +95,7 @@ def request_run(*, character_id: int, requested_by: str, template_override: str 
 
         build_slot_prompt(character_id=character_id, slot_key=shot_list()[0].key, override=template_override)
     with session_scope() as s:
-        ch = s.get(Character, character_id)
-        if ch is None:
-            raise NotFoundError(f"Character #{character_id} does not exist (it may have been deleted).")
+        ch = require(s.get(Character, character_id), f"Character #{character_id} does not exist (it may have been deleted).")
         if ch.archived:
             raise ValidationError(f"'{ch.name}' is archived; restore it before generating variations.")
         active = s.execute(
@@ -156,9 +154,7 @@ def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = 
     next prompt (template variable `rejection_reasons`).
     """
     with session_scope() as s:
-        run = s.get(GenerationRun, run_id)
-        if run is None:
-            raise NotFoundError(f"Run #{run_id} does not exist.")
+        run = require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
         ch = s.get(Character, run.character_id)
         if ch.archived:
             raise ValidationError(f"'{ch.name}' is archived; restore it before generating variations.")
@@ -199,9 +195,7 @@ def cancel_run(*, run_id: int) -> int:
     from core.jobs import get_app
 
     with session_scope() as s:
-        run = s.get(GenerationRun, run_id)
-        if run is None:
-            raise NotFoundError(f"Run #{run_id} does not exist.")
+        require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
         pending = s.execute(
             sa.update(Variation).where(Variation.run_id == run_id, Variation.status == "pending")
             .values(status="cancelled", error="cancelled by editor", finished_at=utcnow())
@@ -351,9 +345,7 @@ class RunStatus:
 
 def run_status(*, run_id: int) -> RunStatus:
     with session_scope() as s:
-        run = s.get(GenerationRun, run_id)
-        if run is None:
-            raise NotFoundError(f"Run #{run_id} does not exist.")
+        run = require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
         latest = _latest_attempts(s, run_id)
         order = [slot.key for slot in shot_list()]
         slots = sorted(latest.values(), key=lambda v: order.index(v.slot_key) if v.slot_key in order else 99)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import require
 from core.shots import Slot, slot_by_key
 from db.engine import session_scope
 from db.models import Character, Style
@@ -29,11 +30,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
 
 def character_context(*, character_id: int, slot_key: str | None = None, **extra: Any) -> dict[str, Any]:
     with session_scope() as s:
-        ch = s.get(Character, character_id)
-        if ch is None:
-            from core.errors import NotFoundError
-
-            raise NotFoundError(f"Character #{character_id} does not exist.")
+        ch = require(s.get(Character, character_id), f"Character #{character_id} does not exist.")
         style = s.get(Style, ch.style_id) if ch.style_id else None
         ctx: dict[str, Any] = {
             "character": {

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from core import media
-from core.errors import DuplicateError, NotFoundError, ValidationError
+from core.errors import DuplicateError, ValidationError, require
 from core.images import inspect_image, make_thumbnail
 from core.settings import get_settings
 from core.urlfetch import fetch_image_bytes
@@ -41,9 +41,7 @@ def _store(
     )
     digest = media.sha256_hex(data)
     with session_scope() as s:
-        ch = s.get(Character, character_id)
-        if ch is None:
-            raise NotFoundError(f"Character #{character_id} does not exist.")
+        ch = require(s.get(Character, character_id), f"Character #{character_id} does not exist.")
         if ch.archived:
             raise ValidationError(f"'{ch.name}' is archived; restore it before adding reference images.")
         dup = s.exec(
@@ -112,9 +110,7 @@ def update_reference_text(*, reference_id: int, caption: str, alt_text: str) -> 
         if len(value or "") > CAPTION_MAX:
             raise ValidationError(f"{label} is {len(value)} characters; the limit is {CAPTION_MAX}.")
     with session_scope() as s:
-        ref = s.get(ReferenceImage, reference_id)
-        if ref is None:
-            raise NotFoundError(f"Reference image #{reference_id} no longer exists.")
+        ref = require(s.get(ReferenceImage, reference_id), f"Reference image #{reference_id} no longer exists.")
         ref.caption, ref.alt_text = (caption or "").strip(), (alt_text or "").strip()
         s.add(ref)
         s.flush()
@@ -125,9 +121,7 @@ def update_reference_text(*, reference_id: int, caption: str, alt_text: str) -> 
 def delete_reference(*, reference_id: int) -> None:
     """Row first, files after the commit: a failed delete leaves everything in place."""
     with session_scope() as s:
-        ref = s.get(ReferenceImage, reference_id)
-        if ref is None:
-            raise NotFoundError(f"Reference image #{reference_id} no longer exists.")
+        ref = require(s.get(ReferenceImage, reference_id), f"Reference image #{reference_id} no longer exists.")
         paths = (ref.path, ref.thumb_path)
         s.delete(ref)
     media.remove(*paths)

@@ -15,7 +15,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from core import media
-from core.errors import NotFoundError, ValidationError
+from core.errors import NotFoundError, ValidationError, require
 from core.generation import REASON_CODES
 from core.shots import shot_list
 from db.engine import session_scope
@@ -111,9 +111,7 @@ def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: lis
     if len(note) > NOTE_MAX:
         raise ValidationError(f"The note is {len(note)} characters; the limit is {NOTE_MAX}.")
     with session_scope() as s:
-        v = s.get(Variation, variation_id)
-        if v is None:
-            raise NotFoundError(f"Variation #{variation_id} does not exist.")
+        v = require(s.get(Variation, variation_id), f"Variation #{variation_id} does not exist.")
         if v.status != "completed":
             raise ValidationError(f"Only completed images can be reviewed (this one is {v.status}).")
         v.review_status = decision

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlmodel import select
 
-from core.errors import DuplicateError, NotFoundError, ValidationError
+from core.errors import DuplicateError, ValidationError, require
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
 
@@ -63,9 +63,7 @@ def create_style(*, data: StyleInput, editor: str) -> Style:
 def update_style(*, style_id: int, data: StyleInput, editor: str) -> Style:
     clean = _validate(data)
     with session_scope() as s:
-        style = s.get(Style, style_id)
-        if style is None:
-            raise NotFoundError(f"Style #{style_id} does not exist.")
+        style = require(s.get(Style, style_id), f"Style #{style_id} does not exist.")
         _ensure_unique(s, clean.name, exclude_id=style_id)
         for k, v in clean.__dict__.items():
             setattr(style, k, v)
@@ -79,9 +77,7 @@ def update_style(*, style_id: int, data: StyleInput, editor: str) -> Style:
 def delete_style(*, style_id: int) -> None:
     """Refused while characters use the style, so nobody loses a look silently."""
     with session_scope() as s:
-        style = s.get(Style, style_id)
-        if style is None:
-            raise NotFoundError(f"Style #{style_id} does not exist.")
+        style = require(s.get(Style, style_id), f"Style #{style_id} does not exist.")
         used = s.execute(sa.select(sa.func.count()).where(Character.style_id == style_id)).scalar_one()
         if used:
             raise ValidationError(f"'{style.name}' is used by {used} character(s); move them to another style first.")
