@@ -66,25 +66,28 @@ def main() -> None:
     filtered_ids = np.flatnonzero(in_filter)
     exact_f = filtered_ids[np.argsort(-(queries @ data[filtered_ids].T), axis=1)[:, :K]]
 
-    sql = ("select subject_id from embedding where space = 'text-local' {extra} "
-           "order by (vector::vector(384)) <=> cast(:q as vector(384)) limit :k")
+    from core.embeddings import nearest, nearest_sql
 
-    def run(extra: str, ef: int, truth: np.ndarray) -> tuple[list[float], float, str]:
-        lat, recalls = [], []
+    def literal(v: np.ndarray) -> str:
+        return "[" + ",".join(f"{x:.6f}" for x in v) + "]"
+
+    def run(subject_type: str | None, ef: int, truth: np.ndarray) -> tuple[list[float], float, str]:
+        """Queries go through core.embeddings.nearest, the function the Search page uses."""
         with engine.connect() as conn:
-            conn.execute(sa.text(f"set hnsw.ef_search = {ef}"))
-            q0 = "[" + ",".join(f"{x:.6f}" for x in queries[0]) + "]"
-            plan = "\n".join(r[0] for r in conn.execute(sa.text("explain " + sql.format(extra=extra)), {"q": q0, "k": K}))
-            for qi in range(QUERIES):
-                q = "[" + ",".join(f"{x:.6f}" for x in queries[qi]) + "]"
-                t = time.perf_counter()
-                ids = conn.execute(sa.text(sql.format(extra=extra)), {"q": q, "k": K}).scalars().all()
-                lat.append((time.perf_counter() - t) * 1000)
-                recalls.append(len(set(ids) & set(truth[qi].tolist())) / K)
+            plan = "\n".join(r[0] for r in conn.execute(
+                sa.text("explain " + nearest_sql(DIMS, by_type=subject_type is not None)),
+                {"q": literal(queries[0]), "s": "text-local", "t": subject_type, "k": K}))
+        lat, recalls = [], []
+        for qi in range(QUERIES):
+            q = literal(queries[qi])
+            t = time.perf_counter()
+            hits = nearest(vector=q, space="text-local", subject_type=subject_type, k=K, ef_search=ef)
+            lat.append((time.perf_counter() - t) * 1000)
+            recalls.append(len({h.subject_id for h in hits} & set(truth[qi].tolist())) / K)
         return lat, float(np.mean(recalls)), plan
 
-    lat, recall, plan = run("", EF_SEARCH, exact)
-    flat, frecall, fplan = run("and subject_type = 'variation'", FILTER_EF_SEARCH, exact_f)
+    lat, recall, plan = run(None, EF_SEARCH, exact)
+    flat, frecall, fplan = run("variation", FILTER_EF_SEARCH, exact_f)
 
     def pct(v, p):
         return round(statistics.quantiles(v, n=100)[p - 1], 3)

@@ -81,22 +81,26 @@ class OpenAITextEmbedder:
         self._provider = OpenAIProvider()
         self.calls = 0
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out: list[list[float]] = []
+    def _batches(self, texts: list[str]):
         batch: list[str] = []
         size = 0
-        for t in texts + [None]:  # type: ignore[list-item]
-            if t is None or len(batch) >= self.max_inputs or size + len(t) > self.max_chars_per_batch:
-                if batch:
-                    self.calls += 1
-                    resp, _ = self._provider._call(
-                        lambda b=batch: self._provider.client.embeddings.create(model=self.model_id, input=b),
-                        what="embedding")
-                    out.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
+        for t in texts:
+            if batch and (len(batch) >= self.max_inputs or size + len(t) > self.max_chars_per_batch):
+                yield batch
                 batch, size = [], 0
-            if t is not None:
-                batch.append(t)
-                size += len(t)
+            batch.append(t)
+            size += len(t)
+        if batch:
+            yield batch
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out: list[list[float]] = []
+        for batch in self._batches(texts):
+            self.calls += 1
+            resp, _ = self._provider.call_with_retries(
+                lambda b=batch: self._provider.client.embeddings.create(model=self.model_id, input=b),
+                what="embedding")
+            out.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
         return np.asarray(out, dtype=np.float32)
 
 
@@ -253,39 +257,42 @@ class Hit:
     similarity: float
 
 
+def nearest_sql(dims: int, *, by_type: bool) -> str:
+    """The k-NN query: the `vector::vector(dims)` cast and `<=>` match the space's partial HNSW index."""
+    return (f"select subject_id, 1 - ((vector::vector({dims})) <=> cast(:q as vector({dims}))) as sim "
+            f"from embedding where space = :s {'and subject_type = :t ' if by_type else ''}and vector is not null "
+            f"order by (vector::vector({dims})) <=> cast(:q as vector({dims})) limit :k")
+
+
+def nearest(*, vector: str, space: str, subject_type: str | None, k: int, ef_search: int = 300) -> list[Hit]:
+    """k nearest stored subjects to a vector literal ('[x,y,…]'); subject_type None searches every type."""
+    dims = SPACE_CLASSES[space].dims
+    with session_scope() as s:
+        s.execute(sa.text(f"set local hnsw.ef_search = {int(ef_search)}"))
+        rows = s.execute(sa.text(nearest_sql(dims, by_type=subject_type is not None)),
+                         {"q": vector, "s": space, "t": subject_type, "k": k}).all()
+    return [Hit(subject_type or "", sid, float(sim)) for sid, sim in rows]
+
+
 def search_text(*, query: str, subject_type: str = "character", k: int = 10, space: str | None = None,
                 ef_search: int = 300) -> list[Hit]:
-    """Nearest subjects to a free-text query by cosine distance on the space's HNSW index."""
+    """Nearest subjects to a free-text query."""
     space = space or default_text_space()
     if not query.strip():
         raise ValidationError("Type something to search for.")
-    emb = get_embedder(space)
-    qv = emb.embed([query])[0]
-    with session_scope() as s:
-        s.execute(sa.text(f"set local hnsw.ef_search = {int(ef_search)}"))
-        rows = s.execute(sa.text(
-            f"select subject_id, 1 - ((vector::vector({emb.dims})) <=> cast(:q as vector({emb.dims}))) as sim "
-            f"from embedding where space = :s and subject_type = :t and vector is not null "
-            f"order by (vector::vector({emb.dims})) <=> cast(:q as vector({emb.dims})) limit :k"),
-            {"q": _vec_literal(qv), "s": space, "t": subject_type, "k": k}).all()
-    return [Hit(subject_type, sid, float(sim)) for sid, sim in rows]
+    qv = get_embedder(space).embed([query])[0]
+    return nearest(vector=_vec_literal(qv), space=space, subject_type=subject_type, k=k, ef_search=ef_search)
 
 
 def similar_to(*, subject_type: str, subject_id: int, k: int = 10, space: str | None = None,
                ef_search: int = 300) -> list[Hit]:
     """Nearest neighbours of a stored subject (itself excluded), by its own vector."""
     space = space or default_text_space()
-    dims = SPACE_CLASSES[space].dims
     with session_scope() as s:
-        s.execute(sa.text(f"set local hnsw.ef_search = {int(ef_search)}"))
         own = s.execute(sa.text("select vector::text from embedding where subject_type=:t and subject_id=:i "
                                 "and space=:s and vector is not null"),
                         {"t": subject_type, "i": subject_id, "s": space}).scalar()
-        if own is None:
-            raise ValidationError("This item has no embedding yet: run 'Embed missing & stale' first.")
-        rows = s.execute(sa.text(
-            f"select subject_id, 1 - ((vector::vector({dims})) <=> cast(:q as vector({dims}))) as sim "
-            f"from embedding where space = :s and subject_type = :t and vector is not null "
-            f"order by (vector::vector({dims})) <=> cast(:q as vector({dims})) limit :k"),
-            {"q": own, "s": space, "t": subject_type, "k": k + 1}).all()
-    return [Hit(subject_type, sid, float(sim)) for sid, sim in rows if sid != subject_id][:k]
+    if own is None:
+        raise ValidationError("This item has no embedding yet: run the backfill on the Embeddings page first.")
+    hits = nearest(vector=own, space=space, subject_type=subject_type, k=k + 1, ef_search=ef_search)
+    return [h for h in hits if h.subject_id != subject_id][:k]

@@ -171,7 +171,8 @@ class OpenAIProvider:
             max_retries=0,
         )
 
-    def _call(self, fn, *, what: str):
+    def call_with_retries(self, fn, *, what: str):
+        """Run one SDK call under our retry policy; returns (response, attempts)."""
         oa = self._openai
         attempts = 0
         max_retries = max(0, self.settings.openai_max_retries)
@@ -218,7 +219,7 @@ class OpenAIProvider:
 
     def complete_json(self, *, prompt: str, task: str, context: dict[str, Any]) -> TextResult:
         model = self.settings.openai_text_model
-        resp, attempts = self._call(
+        resp, attempts = self.call_with_retries(
             lambda: self.client.chat.completions.create(
                 model=model, messages=[{"role": "user", "content": prompt}], response_format={"type": "json_object"},
             ),
@@ -230,7 +231,7 @@ class OpenAIProvider:
     def caption_image(self, *, prompt: str, image: bytes, mime: str, context: dict[str, Any]) -> TextResult:
         model = self.settings.openai_vision_model
         data_url = f"data:{mime};base64,{base64.b64encode(image).decode()}"
-        resp, attempts = self._call(
+        resp, attempts = self.call_with_retries(
             lambda: self.client.chat.completions.create(
                 model=model, response_format={"type": "json_object"},
                 messages=[{"role": "user", "content": [
@@ -256,7 +257,7 @@ class OpenAIProvider:
             call = lambda: self.client.images.generate(  # noqa: E731
                 model=model, prompt=prompt, size=self.settings.openai_image_size, quality=self.settings.openai_image_quality,
             )
-        resp, attempts = self._call(call, what="image generation")
+        resp, attempts = self.call_with_retries(call, what="image generation")
         if not resp.data or not getattr(resp.data[0], "b64_json", None):
             raise ProviderError("The image response contained no image data.", kind="malformed", attempts=attempts)
         try:
