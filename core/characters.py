@@ -198,7 +198,8 @@ class CharacterRow:
 
 
 def list_characters(
-    *, search: str = "", style_id: int | None = None, archived: bool | None = False, limit: int = 1000
+    *, search: str = "", style_id: int | None = None, archived: bool | None = False, limit: int = 1000,
+    ids: list[int] | None = None,
 ) -> list[CharacterRow]:
     """Search matches name, slug or any trait (case-insensitive substring).
 
@@ -222,6 +223,8 @@ def list_characters(
         )
     if style_id is not None:
         q = q.where(Character.style_id == style_id)
+    if ids is not None:
+        q = q.where(Character.id.in_(ids))
     if archived is not None:
         q = q.where(Character.archived.is_(archived))
     with session_scope() as s:

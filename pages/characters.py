@@ -312,9 +312,9 @@ def _name_suggestions(target_key: str) -> None:
         col.button(n, key=f"{target_key}_use_{n}", on_click=lambda n=n: st.session_state.update({target_key: n}))
 
 
-def create_form() -> None:
+def create_form(*, expanded: bool) -> None:
     nonce = st.session_state.setdefault("new_nonce", 0)
-    with st.expander("➕ New character", expanded=characters.count_characters() == 0):
+    with st.expander("➕ New character", expanded=expanded):
         st.text_input("Name", max_chars=characters.NAME_MAX, key="new_name")
         _name_suggestions("new_name")
         description = st.text_area("Description", key="new_description")
@@ -365,11 +365,12 @@ def create_form() -> None:
 
 def list_view() -> None:
     st.title("🧑‍🎨 Characters")
-    if characters.count_characters() == 0:
+    empty = characters.count_characters() == 0
+    if empty:
         with st.container(border=True):
             st.write("**No characters yet.** Create one below, or load the demo cast (twelve characters, four styles).")
             demo_cast_button(editor, key="demo_chars")
-    create_form()
+    create_form(expanded=empty)
 
     f1, f2, f3 = st.columns([3, 2, 1])
     search = f1.text_input("Search by name or trait", key="char_search", placeholder="e.g. mage, silver hair")

@@ -38,7 +38,7 @@ if not hits:
     st.stop()
 
 st.markdown(title)
-rows = {r.id: r for r in characters.list_characters(archived=None)}
+rows = {r.id: r for r in characters.list_characters(archived=None, ids=[h.subject_id for h in hits])}
 avatars = review.avatar_paths([h.subject_id for h in hits])
 cols = st.columns(5)
 for i, h in enumerate(hits):
