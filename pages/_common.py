@@ -34,10 +34,16 @@ def sidebar() -> str | None:
         if name:
             st.caption(f"Signed in as **{name}**")
         else:
-            name = st.text_input(
-                "Your name", key=EDITOR_KEY, placeholder="e.g. Sam (shown in audit columns)",
+            # The name lives under a plain session key: a widget's own state is dropped when the
+            # editor switches pages, which would ask for the name again on every page.
+            st.text_input(
+                "Your name", key="_editor_name_widget", value=st.session_state.get(EDITOR_KEY, ""),
+                placeholder="e.g. Sam (shown in audit columns)",
                 help="Recorded as created/updated by. Asked once per browser session.",
-            ).strip() or None
+                on_change=lambda: st.session_state.update(
+                    {EDITOR_KEY: st.session_state["_editor_name_widget"].strip()}),
+            )
+            name = st.session_state.get(EDITOR_KEY) or None
             if not name:
                 st.caption("Enter your name to save changes.")
         if settings.openai_api_key is None:

@@ -250,3 +250,14 @@ def test_embeddings_backfill_job_then_search_and_find_similar(editor):
     _click(at, "Find similar")
     assert not at.exception
     assert any("Most similar to **Sable**" in m.value for m in at.markdown)
+
+
+def test_editor_name_is_asked_once_per_session_not_per_page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert at.button(key="demo_home").disabled
+    at.sidebar.text_input(key="_editor_name_widget").input("Eve Editor").run()
+    assert not at.button(key="demo_home").disabled
+    at.switch_page("pages/characters.py").run()
+    assert not at.exception
+    assert not at.button(key="create_character").disabled
+    assert at.sidebar.text_input(key="_editor_name_widget").value == "Eve Editor"
