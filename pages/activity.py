@@ -35,10 +35,13 @@ fig = go.Figure()
 for fn in sorted({r["function"] for r in series}):
     rows = [r for r in series if r["function"] == fn]
     fig.add_bar(x=[r["day"] for r in rows], y=[float(r["cost_usd"]) if show_spend else r["calls"] for r in rows],
-                name=fn, customdata=[r["calls"] for r in rows],
+                name=fn, customdata=[r["calls"] for r in rows], width=86_400_000 * 0.8,  # one day, in ms
                 hovertemplate="%{x|%Y-%m-%d}<br>%{y}<br>%{customdata} calls")
 fig.update_layout(
-    barmode="stack", height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_type="date", xaxis_tickformat="%b %d",
+    barmode="stack", height=300, margin=dict(l=10, r=10, t=30, b=10),
+    xaxis=dict(type="date", tickformat="%b %d", dtick=86_400_000,
+               range=[min(r["day"] for r in series) - timedelta(days=1.5),
+                      max(r["day"] for r in series) + timedelta(days=1.5)]),  # one day of data stays a bar
     title="Spend per day (USD)" if show_spend else "Calls per day (no spend in this period: offline calls are free)",
     yaxis=dict(rangemode="tozero", tickformat="$.4f" if show_spend else "d"),
 )

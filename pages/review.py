@@ -11,7 +11,7 @@ show_flashes()
 
 SLOTS = shot_list()
 STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "", "failed": "❌", "cancelled": "⛔"}
-REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "•"}
+REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "review"}
 
 style_list = styles.list_styles()
 style_names = {s.id: s.name for s in style_list}
@@ -55,20 +55,20 @@ def slot_dialog(character_id: int, name: str, slot_key: str) -> None:
     refs = references.list_references(character_id=character_id)
     if refs:
         st.caption("Reference images")
-        rcols = st.columns(min(6, len(refs)))
+        rcols = st.columns(6)  # fixed widths: one reference must not fill the dialog
         for col, ref in zip(rcols, refs[:6]):
             if media_path(ref.thumb_path):
                 col.image(media_path(ref.thumb_path), width="stretch")
     st.caption(f"Attempts (newest first): {len(tries)}")
-    acols = st.columns(min(3, max(1, len(tries))))
+    acols = st.columns(3)
     for col, v in zip(acols, tries[:3]):
         with col.container(border=True):
             if media_path(v.path):
-                col.image(media_path(v.path), width="stretch")
-            col.caption(f"attempt {v.attempt} · run #{v.run_id} · {v.status} · {REVIEW_BADGE[v.review_status]} "
-                        f"{v.review_status}" + (f" · {', '.join(v.reason_codes)}" if v.reason_codes else ""))
+                st.image(media_path(v.path), width="stretch")
+            st.caption(f"attempt {v.attempt} · run #{v.run_id} · {v.status} · {v.review_status}"
+                       + (f" · {', '.join(v.reason_codes)}" if v.reason_codes else ""))
             if v.error:
-                col.caption(f":red[{v.error}]")
+                st.caption(f":red[{v.error}]")
     latest = tries[0] if tries else None
     if latest is None:
         return
