@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,9 +27,8 @@ from db.engine import session_scope
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EF_SEARCH = 300  # recall@10 ≈ 0.96 on 100k (bench/search.py); 100 gave 0.82
+DEFAULT_EF_SEARCH = 400  # recall@10 ≈ 0.95–0.96 at 300 on 100k (bench/search.py) was too close to the 0.95 target
 MAX_EF_SEARCH = 1000  # pgvector's ceiling
-EF_HEADROOM = 3.0  # candidates per expected match
 EXACT_BELOW = 2000  # scanning this many matching rows exactly is cheaper than a wide index scan
 REVIEW_STATES = ("unreviewed", "approved", "rejected")
 
@@ -59,29 +59,35 @@ class SearchResult:
     candidates: int
 
 
-_CHARACTER_OF = ("(case e.subject_type when 'character' then e.subject_id "
-                 "when 'reference' then (select r.character_id from reference_image r where r.id = e.subject_id) "
-                 "when 'variation' then (select v.character_id from variation v where v.id = e.subject_id) end)")
+def _of_characters(cond: str) -> str:
+    """`e` belongs to a character matching `cond` (over alias c). IN-subqueries become hashed subplans,
+    so the filter costs one hash probe per row, even in the count over the whole space."""
+    return ("((e.subject_type = 'character' and e.subject_id in (select c.id from character c where {0})) or "
+            "(e.subject_type = 'reference' and e.subject_id in (select r.id from reference_image r "
+            "join character c on c.id = r.character_id where {0})) or "
+            "(e.subject_type = 'variation' and e.subject_id in (select v.id from variation v "
+            "join character c on c.id = v.character_id where {0})))").format(cond)
 
 
 def _where(flt: SearchFilter, exclude: tuple[str, int] | None) -> tuple[str, dict]:
-    parts = ["e.space = :s", "e.subject_type = any(:types)", "e.vector is not null"]
+    """The filter as SQL over `embedding e` (only columns of the (space, type, id) index, plus subqueries)."""
+    parts = ["e.space = :s", "e.subject_type = any(:types)"]
     params: dict = {}
     if not flt.include_archived:
-        parts.append(f"not exists (select 1 from character c where c.id = {_CHARACTER_OF} and c.archived)")
+        parts.append("not " + _of_characters("c.archived"))
     if flt.style_ids:
-        parts.append(f"exists (select 1 from character c where c.id = {_CHARACTER_OF} and c.style_id = any(:styles))")
+        parts.append(_of_characters("c.style_id = any(:styles)"))
         params["styles"] = list(flt.style_ids)
     if flt.tag_ids:
-        parts.append("exists (select 1 from subject_tag st where st.subject_type = e.subject_type "
-                     "and st.subject_id = e.subject_id and st.tag_id = any(:tags))")
+        parts.append("(e.subject_type, e.subject_id) in (select st.subject_type, st.subject_id from subject_tag st "
+                     "where st.tag_id = any(:tags))")
         params["tags"] = list(flt.tag_ids)
     if flt.review_states:
         bad = set(flt.review_states) - set(REVIEW_STATES)
         if bad:
             raise ValidationError(f"Unknown review state {sorted(bad)}; use {', '.join(REVIEW_STATES)}.")
-        parts.append("e.subject_type = 'variation' and exists (select 1 from variation v where v.id = e.subject_id "
-                     "and v.review_status = any(:review))")
+        parts.append("e.subject_type = 'variation' and e.subject_id in (select v.id from variation v "
+                     "where v.review_status = any(:review))")
         params["review"] = list(flt.review_states)
     if exclude:
         parts.append("not (e.subject_type = :xt and e.subject_id = :xi)")
@@ -89,13 +95,29 @@ def _where(flt: SearchFilter, exclude: tuple[str, int] | None) -> tuple[str, dic
     return " and ".join(parts), params
 
 
+_COUNTS_TTL_S = 10.0
+_counts: dict[str, tuple[float, dict[str, int]]] = {}
+
+
+def _type_counts(s, space: str, *, fresh: bool = False) -> dict[str, int]:
+    """Rows per subject type in a space, cached for a few seconds: they only steer ef_search and the choice
+    of exact search (a stale count can cost speed, never results: short answers fall back to exact)."""
+    now = time.monotonic()
+    hit = _counts.get(space)
+    if hit is None or fresh or now - hit[0] > _COUNTS_TTL_S:
+        rows = s.execute(sa.text("select subject_type, count(*) from embedding where space = :s group by 1"),
+                         {"s": space}).all()
+        hit = _counts[space] = (now, dict(rows))
+    return hit[1]
+
+
 def nearest_sql(dims: int, where: str, *, exact: bool) -> str:
     """The k-NN query. `<=>` on `vector::vector(dims)` matches the space's partial HNSW index; the exact
     form uses cosine_distance(), which no index can serve, so it always scans the filtered rows."""
     dist = (f"cosine_distance(e.vector::vector({dims}), cast(:q as vector({dims})))" if exact
             else f"(e.vector::vector({dims})) <=> cast(:q as vector({dims}))")
-    return (f"select e.subject_type, e.subject_id, 1 - ({dist}) as sim from embedding e where {where} "
-            f"order by {dist} limit :k")
+    return (f"select e.subject_type, e.subject_id, 1 - ({dist}) as sim from embedding e "
+            f"where {where} and e.vector is not null order by {dist} limit :k")
 
 
 def nearest(*, vector: str, space: str, subject_types: Sequence[str], k: int, flt: SearchFilter = SearchFilter(),
@@ -105,13 +127,22 @@ def nearest(*, vector: str, space: str, subject_types: Sequence[str], k: int, fl
     where, params = _where(flt, exclude)
     params.update(q=vector, s=space, types=list(subject_types), k=k)
     with session_scope() as s:
-        total, matching = s.execute(sa.text(
-            f"select count(*), count(*) filter (where {where}) from embedding e where e.space = :s"), params).one()
+        counts = _type_counts(s, space)
+        total = sum(counts.values())
+        if flt.empty:
+            matching = sum(counts.get(t, 0) for t in subject_types)
+        else:  # an index-only scan of the (space, subject_type, subject_id) btree plus hashed subplans
+            matching = s.execute(sa.text(f"select count(*) from embedding e where {where}"), params).scalar_one()
+        if matching == 0:
+            counts = _type_counts(s, space, fresh=True)  # the cached counts may predate the first embeddings
+            matching = sum(counts.get(t, 0) for t in subject_types) if flt.empty else 0
+            total = sum(counts.values())
         if matching == 0:
             return SearchResult([], "none", 0)
         selectivity = matching / max(total, 1)
-        ef = max(ef_search or DEFAULT_EF_SEARCH, math.ceil(k * EF_HEADROOM / selectivity))
-        exact = matching <= EXACT_BELOW or ef > MAX_EF_SEARCH
+        # the scan must see about ef_search *matching* rows: widen it by 1/selectivity, up to pgvector's cap
+        ef = min(MAX_EF_SEARCH, max(k, math.ceil((ef_search or DEFAULT_EF_SEARCH) / selectivity)))
+        exact = matching <= EXACT_BELOW
         if not exact:
             s.execute(sa.text(f"set local hnsw.ef_search = {int(ef)}"))
             rows = s.execute(sa.text(nearest_sql(dims, where, exact=False)), params).all()

@@ -93,7 +93,7 @@ if not result.hits:
     st.stop()
 
 st.markdown(title)
-st.caption(f"{len(result.hits)} results from {result.candidates} candidates · {result.strategy}")
+st.caption(f"{len(result.hits)} results · {result.strategy} search")
 cols = st.columns(COLS)
 for i, card in enumerate(similarity.hit_cards(result.hits)):
     with cols[i % COLS].container(border=True):

@@ -18,6 +18,8 @@ def upgrade() -> None:
         f"CREATE INDEX ix_embedding_hnsw_image_local ON embedding USING hnsw "
         f"((vector::vector({IMAGE_DIMS})) vector_cosine_ops) WHERE space = '{IMAGE_SPACE}'"
     )
+    # Counting a filter's matches (to pick ef_search or exact search) is an index-only scan on this.
+    op.execute("CREATE INDEX ix_embedding_space_type ON embedding (space, subject_type, subject_id)")
     op.execute("""
         CREATE TABLE tag_concept (
             id serial PRIMARY KEY,
@@ -44,4 +46,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TABLE subject_tag")
     op.execute("DROP TABLE tag_concept")
+    op.execute("DROP INDEX ix_embedding_space_type")
     op.execute("DROP INDEX ix_embedding_hnsw_image_local")
