@@ -81,6 +81,12 @@ def test_failure_keeps_the_previous_vector_and_records_the_error(editor, setting
                                     "from embedding where space='text-openai'")).one()
         assert row.status == "failed" and "500" in row.error and row.d == 1536
         assert abs(float(row.v.strip("[]").split(",")[0]) - vec[0]) < 1e-5  # the old vector is still there
+        with session_scope() as s:  # both requests are in the cost log, like every other paid call
+            calls = s.execute(sa.text("select status, model, tokens_in, attempts, error from ai_call "
+                                      "where function = 'embed_texts' order by id")).all()
+        assert [(c.status, c.model, c.tokens_in) for c in calls] == [
+            ("succeeded", "text-embedding-3-small", 5), ("failed", "text-embedding-3-small", 0)]
+        assert "500" in calls[1].error
         # a short (partial) vector is refused by the database itself
         with pytest.raises(sa.exc.IntegrityError), session_scope() as s:
             s.execute(sa.text("update embedding set vector = '[1,2,3]' where space='text-openai'"))
