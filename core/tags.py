@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 TAG_THRESHOLD = 0.3  # MiniLM cosine: above this a concept clearly relates to the subject's text
 MAX_AUTO_TAGS = 3
+TAG_MARGIN = 0.06  # ... and within this of the subject's best tag, so a generic concept doesn't tag everyone
 MANUAL = "manual"
 STARTER_FILE = Path(__file__).resolve().parent.parent / "prompts" / "tag_concepts.json"
 MAX_NAME = 60
@@ -147,18 +148,20 @@ def assign(*, subject_type: str, ids: list[int] | None = None) -> None:
     d = dims_of(space)
     dist = f"cosine_distance(e.vector::vector({d}), t.vector::vector({d}))"
     scope = "" if ids is None else " and subject_id = any(:ids)"
-    params = {"s": space, "t": subject_type, "ids": ids, "th": TAG_THRESHOLD, "n": MAX_AUTO_TAGS}
+    params = {"s": space, "t": subject_type, "ids": ids, "th": TAG_THRESHOLD, "n": MAX_AUTO_TAGS,
+              "margin": TAG_MARGIN}
     with session_scope() as s:
         s.execute(sa.text(f"delete from subject_tag where space = :s and subject_type = :t{scope}"), params)
         s.execute(sa.text(f"""
             insert into subject_tag (subject_type, subject_id, tag_id, space, similarity)
             select subject_type, subject_id, tag_id, :s, sim from (
                 select e.subject_type, e.subject_id, t.subject_id as tag_id, 1 - {dist} as sim,
-                       row_number() over (partition by e.subject_id order by {dist}) as rn
+                       row_number() over (partition by e.subject_id order by {dist}) as rn,
+                       max(1 - {dist}) over (partition by e.subject_id) as best
                 from embedding e
                 join embedding t on t.space = e.space and t.subject_type = 'tag' and t.vector is not null
                 where e.space = :s and e.subject_type = :t and e.vector is not null{scope.replace('subject_id', 'e.subject_id')}
-            ) x where sim >= :th and rn <= :n
+            ) x where sim >= :th and sim >= best - :margin and rn <= :n
             on conflict (subject_type, subject_id, tag_id) do nothing
         """), params)
 

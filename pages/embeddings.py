@@ -73,7 +73,8 @@ def status_view() -> None:
 
 def tags_view() -> None:
     st.caption(f"A tag is a concept with a description; characters and images get their nearest tags "
-               f"(cosine similarity ≥ {tags.TAG_THRESHOLD}, at most {tags.MAX_AUTO_TAGS}). Tags applied by hand "
+               f"(cosine similarity ≥ {tags.TAG_THRESHOLD} and within {tags.TAG_MARGIN} of their best tag, at most "
+               f"{tags.MAX_AUTO_TAGS}). Tags applied by hand "
                "(from the Map page) are kept as they are.")
     items = tags.list_tags()
     if items:

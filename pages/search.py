@@ -103,10 +103,9 @@ for i, card in enumerate(similarity.hit_cards(result.hits)):
         st.caption(f"similarity {card.similarity:.3f} · {card.subtitle}")
         if card.tags:
             st.caption(" ".join(f"`{t}`" for t in card.tags))
-        b1, b2 = st.columns(2)
-        if b1.button("Find similar", key=f"sim_{card.subject_type}_{card.subject_id}", width="stretch"):
+        if st.button("Find similar", key=f"sim_{card.subject_type}_{card.subject_id}", width="stretch"):
             st.session_state["similar_to"] = (card.subject_type, card.subject_id)
             st.rerun()
         if card.character_id:
-            b2.page_link("pages/characters.py", label="Open", query_params={"character": str(card.character_id)},
-                         width="stretch")
+            st.page_link("pages/characters.py", label="Open character", icon="↗️",
+                         query_params={"character": str(card.character_id)})

@@ -109,3 +109,33 @@ def test_generate_review_reject_regenerate_and_approve(editor):
         page.screenshot(path=str(ARTIFACTS / "review-approved.png"), full_page=True)
         assert review.queue() == []
         assert generation.run_status(run_id=run_id).status == "completed"
+
+
+def test_search_by_text_then_find_similar(editor):
+    from core import embeddings
+    from core.characters import CharacterInput
+    from tests.browser import worker_process
+
+    for name, traits in (("Ayla Stormwind", ["storm mage", "lightning"]), ("Sable Nyx", ["assassin", "shadows"]),
+                         ("Pip Thimble", ["mouse knight", "needle sword"])):
+        characters.create_character(data=CharacterInput(name=name, traits=traits), editor=editor)
+    with worker_process(), streamlit_server() as url, browser_page() as page:
+        for _ in range(200):  # the saves queued embedding jobs; the worker runs them
+            if {r["status"] for r in embeddings.character_status()} == {"current"}:
+                break
+            page.wait_for_timeout(300)
+        page.goto(f"{url}/search")
+        page.get_by_text("Type a description to search by meaning").wait_for()
+        box = page.get_by_role("textbox", name="Describe who or what you are looking for")
+        box.fill("an assassin lurking in the shadows")
+        box.press("Enter")
+        page.get_by_text("Characters closest to").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Find similar").first.wait_for()
+        names = page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer'] strong").all_inner_texts()
+        assert names[0] == "Sable Nyx", names  # result cards in order of similarity
+        page.screenshot(path=str(ARTIFACTS / "search-text.png"), full_page=True)
+        page.get_by_role("button", name="Find similar").first.click()
+        page.get_by_text("Most similar to").wait_for()
+        assert "Sable Nyx" in page.get_by_text("Most similar to").inner_text()
+        page.get_by_role("button", name="Find similar").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "search-similar.png"), full_page=True)
