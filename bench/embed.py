@@ -1,7 +1,8 @@
 """Local embedding throughput (all-MiniLM-L6-v2 on CPU) and the dedupe guarantee.
 
-Prints texts/s for the model alone, then embeds a 500-character cast through
-the pipeline twice: the second pass must make zero model calls.
+Prints texts/s for the model alone, images/s for the offline pixel descriptor
+(decode + 256-d descriptor of 512² PNG sketches), then embeds a 500-character
+cast through the pipeline twice: the second pass must make zero model calls.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from _setup import bench_database
 
 N_TEXTS = 2000
 CAST = 500
+N_IMAGES = 100
 WORDS = ("storm mage silver hair tinker spectacles assassin hooded knight archer fox spirit android chrome "
          "lighthouse keeper queen crown medic netrunner swordsman noodle stand mouse needle sword poet").split()
 
@@ -32,6 +34,16 @@ def main() -> None:
     emb.embed(texts)
     rate = N_TEXTS / (time.perf_counter() - t0)
 
+    from core.sketch import draw_sketch
+    from core.visual_descriptor import describe_bytes
+
+    pngs = [draw_sketch(title=f"Bench {i}", subtitle="bench", seed=i, palette=[], pose="reference",
+                        banner="BENCH") for i in range(N_IMAGES)]
+    t0 = time.perf_counter()
+    for png in pngs:
+        describe_bytes(png)
+    image_rate = N_IMAGES / (time.perf_counter() - t0)
+
     for i in range(CAST):
         characters.create_character(editor="bench", data=CharacterInput(
             name=f"Bench {i:04d}", traits=rng.sample(WORDS, 3), description=" ".join(rng.sample(WORDS, 8))))
@@ -42,11 +54,12 @@ def main() -> None:
     second = embeddings.embed_characters()
     second_s = time.perf_counter() - t0
 
-    figures = {"texts_per_s": round(rate, 1), "model_load_and_first_batch_s": round(load_s, 2),
+    figures = {"texts_per_s": round(rate, 1), "images_per_s": round(image_rate, 1), "model_load_and_first_batch_s": round(load_s, 2),
                "cast": CAST, "first_pass_s": round(first_s, 2), "first_pass_model_calls": first.model_calls,
                "second_pass_s": round(second_s, 3), "second_pass_model_calls": second.model_calls}
     print(f"all-MiniLM-L6-v2 on CPU: {figures['texts_per_s']} texts/s ({N_TEXTS} texts of 8-30 words); "
           f"load + first batch {figures['model_load_and_first_batch_s']} s")
+    print(f"pixel descriptor: {figures['images_per_s']} images/s ({N_IMAGES} sketches, decode included)")
     print(f"{CAST} characters through the pipeline: first pass {figures['first_pass_s']} s "
           f"({first.model_calls} model call(s)), unchanged second pass {figures['second_pass_s']} s "
           f"({second.model_calls} model calls)")
