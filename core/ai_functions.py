@@ -104,6 +104,29 @@ class CaptionReference(AIFunction):
         return parsed, parsed
 
 
+class CaptionVariation(CaptionReference):
+    """A generated image described by the vision model, so text search finds it by what it shows
+    (not only by the prompt that asked for it). Stored in the call's output, never over editor text."""
+
+    name = "caption_variation"
+    subject_type = "variation"
+
+    def validate(self, inputs: dict[str, Any]) -> None:
+        if not inputs.get("subject_id"):
+            raise ValidationError("No variation chosen.")
+
+    def prepare(self, rc: RunContext) -> None:
+        from db.models import Variation
+
+        with session_scope() as s:
+            v = require(s.get(Variation, rc.inputs["subject_id"]), "That variation no longer exists.")
+            character_id, path = v.character_id, v.path
+        if not path:
+            raise ValidationError("This variation has no image yet.")
+        rc.variables = character_context(character_id=character_id, existing_caption="")
+        rc.extra = {"image": media.read_bytes(path), "mime": "image/png" if path.endswith(".png") else "image/webp"}
+
+
 def reference_images_for(character_id: int, limit: int = MAX_REFERENCE_IMAGES) -> list[tuple[bytes, str]]:
     with session_scope() as s:
         refs = s.execute(
@@ -158,6 +181,7 @@ class SlotImage(AIFunction):
 
 SUGGEST_NAMES = SuggestNames()
 CAPTION_REFERENCE = CaptionReference()
+CAPTION_VARIATION = CaptionVariation()
 SLOT_IMAGE = SlotImage()
 
 
@@ -169,6 +193,12 @@ def suggest_names(*, description: str, traits: list[str], style_id: int | None, 
 
 def caption_reference(*, reference_id: int, requested_by: str) -> AIOutcome:
     return run(CAPTION_REFERENCE, requested_by=requested_by, inputs={"subject_id": reference_id})
+
+
+def caption_image(*, subject_type: str, subject_id: int, requested_by: str) -> AIOutcome:
+    """Vision caption of a stored image ('reference' or 'variation')."""
+    fn = CAPTION_REFERENCE if subject_type == "reference" else CAPTION_VARIATION
+    return run(fn, requested_by=requested_by, inputs={"subject_id": subject_id})
 
 
 def try_slot(*, character_id: int, slot_key: str, requested_by: str, override: str | None = None,

@@ -56,6 +56,41 @@ def _join(*parts: str) -> str:
     return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip())
 
 
+CAPTION_FUNCTIONS = {"reference": ("caption_reference", "reference_image"), "variation": ("caption_variation", "variation")}
+
+
+def machine_captions(*, subject_type: str, ids: list[int] | None = None) -> dict[int, str]:
+    """The latest vision-model caption per image, from the cost log's call outputs (openai provider only)."""
+    function, logged_type = CAPTION_FUNCTIONS[subject_type]
+    q = ("select distinct on (subject_id) subject_id, output->>'caption' from ai_call where function = :f "
+         "and subject_type = :t and status = 'succeeded'" + (" and subject_id = any(:ids)" if ids is not None else "")
+         + " order by subject_id, id desc")
+    with session_scope() as s:
+        return {sid: cap for sid, cap in s.execute(sa.text(q), {"f": function, "t": logged_type, "ids": ids}).all()
+                if cap}
+
+
+def caption_missing(*, subject_type: str, ids: list[int]) -> int:
+    """With the openai provider, caption images that have no vision caption yet (their text then says what
+    the image shows). A failed caption is logged and skipped: the image still embeds from its prompt/caption."""
+    from core import ai_functions
+    from core.settings import get_settings
+
+    if get_settings().provider_name != "openai" or not ids:
+        return 0
+    have = machine_captions(subject_type=subject_type, ids=ids)
+    done = 0
+    for sid in ids:
+        if sid in have:
+            continue
+        try:
+            ai_functions.caption_image(subject_type=subject_type, subject_id=sid, requested_by="embedding job")
+            done += 1
+        except Exception as err:  # recorded as a failed ai_call by the engine; the embed goes on without it
+            log.warning("vision caption of %s %s failed, embedding without it: %s", subject_type, sid, err)
+    return done
+
+
 def subjects(*, subject_type: str, ids: list[int] | None = None) -> list[Subject]:
     """Every embeddable subject of a type with its text and image: the one place that says what gets embedded."""
     if subject_type == "character":
@@ -72,9 +107,11 @@ def subjects(*, subject_type: str, ids: list[int] | None = None) -> list[Subject
             Character, Character.id == ReferenceImage.character_id)
         q = q.where(ReferenceImage.id.in_(ids)) if ids is not None else q
         with session_scope() as s:
-            return [Subject(rid, f"{name} · reference {pos + 1}", _join(f"Reference image of {name}", cap, alt),
-                            path, cid)
-                    for rid, path, cap, alt, pos, cid, name in s.execute(q.order_by(ReferenceImage.id)).all()]
+            rows = s.execute(q.order_by(ReferenceImage.id)).all()
+        seen = machine_captions(subject_type="reference", ids=ids)
+        return [Subject(rid, f"{name} · reference {pos + 1}",
+                        _join(f"Reference image of {name}", cap, alt, seen.get(rid, "")), path, cid)
+                for rid, path, cap, alt, pos, cid, name in rows]
     if subject_type == "variation":
         q = sa.select(Variation.id, Variation.path, Variation.slot_key, Variation.attempt, Variation.rendered_prompt,
                       Character.id, Character.name).join(Character, Character.id == Variation.character_id).where(
@@ -83,10 +120,13 @@ def subjects(*, subject_type: str, ids: list[int] | None = None) -> list[Subject
         out = []
         with session_scope() as s:
             rows = s.execute(q.order_by(Variation.id)).all()
+        seen = machine_captions(subject_type="variation", ids=ids)
+        labels = {x.key: x.label for x in shots.shot_list()}
         for vid, path, slot, attempt, prompt, cid, name in rows:
-            label = shots.slot_by_key(slot).label if slot in {x.key for x in shots.shot_list()} else slot
-            out.append(Subject(vid, f"{name} · {label} · attempt {attempt}", _join(f"{name}, {label}", prompt),
-                               path, cid))
+            label = labels.get(slot, slot)
+            # what the image shows (vision caption) when there is one, else what was asked for (the prompt)
+            out.append(Subject(vid, f"{name} · {label} · attempt {attempt}",
+                               _join(f"{name}, {label}", seen.get(vid) or prompt), path, cid))
         return out
     if subject_type == "tag":
         with session_scope() as s:
@@ -238,6 +278,8 @@ def embed_subjects(*, subject_type: str, ids: list[int] | None = None, spaces: l
     semantic tags and, for images, the identity-drift scores of the affected characters."""
     from core import drift, tags
 
+    if subject_type in IMAGE_TYPES and ids is not None:  # new images only: a backfill never buys captions
+        caption_missing(subject_type=subject_type, ids=ids)
     subs = subjects(subject_type=subject_type, ids=ids)
     rep = EmbedReport()
     for space in spaces or spaces_for(subject_type):

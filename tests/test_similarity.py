@@ -183,3 +183,34 @@ def test_a_save_queues_one_embedding_job_with_the_subject(editor):
     run_worker(queues=["embeddings"])
     assert [r["status"] for r in embeddings.character_status()] == ["current"]
     assert similarity.search_text(query="Queued Quinn", k=1).hits[0].subject_id == ch.id
+
+
+def test_with_openai_new_images_get_a_vision_caption_that_text_search_finds(editor, settings_override):
+    import json
+
+    from tests.openai_stub import chat_ok, start_stub
+
+    stub, server = start_stub()
+    try:
+        settings_override(openai_api_key="sk-test", openai_base_url=stub.url, ai_provider="openai",
+                          openai_max_retries=0)
+        ch = characters.create_character(data=CharacterInput(name="Mara"), editor=editor)
+        ref = references.add_reference_upload(character_id=ch.id, data=picture("blue square"), filename="m.png",
+                                               claimed_mime="image/png", editor=editor)
+        stub.script("/chat/completions", chat_ok(json.dumps(
+            {"caption": "A lighthouse keeper holding a brass lantern on a stormy pier",
+             "alt_text": "Keeper with lantern"})))
+        run_worker(queues=["embeddings"])  # the upload's job: vision caption first, then the embeddings
+        assert len(stub.calls("/chat/completions")) == 1
+        assert "brass lantern" in embeddings.machine_captions(subject_type="reference")[ref.id]
+        with session_scope() as s:
+            row = s.execute(sa.text("select function, status, subject_id from ai_call")).one()
+        assert tuple(row) == ("caption_reference", "succeeded", ref.id)
+        assert "brass lantern" in embeddings.subjects(subject_type="reference", ids=[ref.id])[0].text
+        res = similarity.search_text(query="lantern by the sea in a storm", subject_types=("reference",), k=1)
+        assert res.hits[0].subject_id == ref.id and res.hits[0].similarity > 0.4  # it matches by what it shows
+        assert references.list_references(character_id=ch.id)[0].caption == ""  # editor text untouched
+        embeddings.embed_subjects(subject_type="reference", ids=[ref.id])  # captioned once, not again
+        assert len(stub.calls("/chat/completions")) == 1
+    finally:
+        server.shutdown()
