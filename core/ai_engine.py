@@ -180,4 +180,20 @@ def _record(fn, rc, raw, steps, phase, status, error, t_run, summary, err):
     return cost, usage, model, ms
 
 
-__all__ = ["AIFunction", "AIOutcome", "RunContext", "run", "PHASES"]
+def record_call(*, function: str, provider: str, model: str, status: str, usage: Usage, attempts: int,
+                duration_ms: int, error: str | None = None, subject_type: str | None = None,
+                requested_by: str = "", output: dict[str, Any] | None = None) -> int:
+    """One ai_call row for a provider call that is not a templated AI function (embeddings),
+    so the cost log and Activity page see every paid call."""
+    with session_scope() as s:
+        row = AICall(function=function, phase="done" if status == "succeeded" else "call", status=status,
+                     provider=provider, model=model, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out,
+                     cost_usd=cost_usd(model, usage) if status == "succeeded" else None, duration_ms=duration_ms,
+                     attempts=attempts, error=error, subject_type=subject_type, requested_by=requested_by,
+                     output=output or {})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+__all__ = ["AIFunction", "AIOutcome", "RunContext", "run", "record_call", "PHASES"]

@@ -122,7 +122,15 @@ def create_character(*, data: CharacterInput, editor: str, slug: str | None = No
         except IntegrityError:
             raise DuplicateError(f"A character with slug '{slug}' was just created by someone else.") from None
         s.refresh(ch)
-        return ch
+    _request_embedding(ch.id)
+    return ch
+
+
+def _request_embedding(character_id: int) -> None:
+    """After the commit: the embedding job sees the saved text (unchanged text costs no model call)."""
+    from core import jobs
+
+    jobs.request_embedding(subject_type="character", ids=[character_id])
 
 
 def get_character(*, character_id: int) -> Character:
@@ -167,6 +175,7 @@ def update_character(*, character_id: int, expected_version: int, data: Characte
         )
         if res.first() is None:
             raise _conflict(s, character_id, expected_version)
+    _request_embedding(character_id)
     return get_character(character_id=character_id)
 
 
@@ -180,6 +189,7 @@ def set_archived(*, character_id: int, expected_version: int, archived: bool, ed
         )
         if res.first() is None:
             raise _conflict(s, character_id, expected_version)
+    _request_embedding(character_id)
     return get_character(character_id=character_id)
 
 

@@ -59,5 +59,8 @@ def load_demo_cast(*, editor: str, path: Path = DEMO_FILE) -> DemoResult:
             alt_text=f"Stick-figure sketch of {ch.name} in the {style.name} palette",
         )
         added += 1
+    from core import tags
+
+    tags.load_starter_tags(editor=editor)  # so the cast gets semantic tags as soon as it is embedded
     log.info("demo cast: %d styles, %d characters added, %d skipped", styles_added, added, skipped)
     return DemoResult(styles_added, added, skipped)

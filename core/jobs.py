@@ -25,6 +25,8 @@ GENERATION_QUEUE = "generation"
 GENERATE_SLOT = "generate_slot"
 EMBED_QUEUE = "embeddings"
 EMBED_BACKFILL = "embed_backfill"
+EMBED_SUBJECTS = "embed_subjects"
+EMBED_TASKS = (EMBED_BACKFILL, EMBED_SUBJECTS)
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -59,26 +61,44 @@ def defer_slot(*, variation_id: int) -> int:
     ).defer(variation_id=variation_id)
 
 
-def defer_embed_backfill(*, space: str | None = None) -> int | None:
-    """Queue one backfill; a second request while one is queued is a no-op (queueing lock)."""
+def defer_embed_backfill() -> int | None:
+    """Queue one backfill of every type and space; a second request while one is queued is a no-op."""
     from procrastinate.exceptions import AlreadyEnqueued
 
     try:
-        return get_app().configure_task(EMBED_BACKFILL, queue=EMBED_QUEUE,
-                                        queueing_lock=f"embed-backfill-{space or 'default'}").defer(space=space)
+        return get_app().configure_task(EMBED_BACKFILL, queue=EMBED_QUEUE, queueing_lock="embed-backfill").defer()
     except AlreadyEnqueued:
         return None
 
 
-def pending_jobs(task_name: str) -> int:
-    """Jobs of `task_name` waiting or running: pages use it to keep a live view refreshing."""
+def request_embedding(*, subject_type: str, ids: list[int], spaces: list[str] | None = None) -> int | None:
+    """Mark subjects queued and defer their embedding job (after a save, an upload or a finished slot).
+
+    The save that triggers this has already committed: if the queue is unreachable the subjects stay
+    'queued' on the status page and the next backfill picks them up, so the error is logged, not raised.
+    """
+    from core.embeddings import mark_queued
+
+    if not ids:
+        return None
+    try:
+        mark_queued(subject_type=subject_type, ids=ids)
+        return get_app().configure_task(EMBED_SUBJECTS, queue=EMBED_QUEUE).defer(
+            subject_type=subject_type, ids=sorted(set(ids)), spaces=spaces)
+    except Exception as err:
+        log.error("could not queue embedding of %s %s (the backfill will catch up): %s", subject_type, ids[:20], err)
+        return None
+
+
+def pending_jobs(*task_names: str) -> int:
+    """Jobs of these tasks waiting or running: pages use it to keep a live view refreshing."""
     import sqlalchemy as sa
 
     from db.engine import session_scope
 
     with session_scope() as s:
-        return s.execute(sa.text("select count(*) from procrastinate_jobs where task_name = :t "
-                                 "and status in ('todo', 'doing')"), {"t": task_name}).scalar_one()
+        return s.execute(sa.text("select count(*) from procrastinate_jobs where task_name = any(:t) "
+                                 "and status in ('todo', 'doing')"), {"t": list(task_names)}).scalar_one()
 
 
 PROJECTION_QUEUE = "projections"

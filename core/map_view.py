@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import sqlalchemy as sa
 
-from core import media, review
+from core import media, review, tags
 from core.errors import ValidationError
 from core.shots import shot_list
 from db.engine import session_scope
@@ -64,7 +64,7 @@ def load_points(*, projection_id: int, space: str, subject_type: str) -> pd.Data
     if subject_type == "character":
         avatars = review.avatar_paths(ids)
         df["thumb"] = [avatars.get(i, "") for i in ids]
-    tag_lists = subject_tags(subject_type=subject_type, subject_ids=ids)
+    tag_lists = tags.tags_for(subject_type=subject_type, subject_ids=ids)  # strongest (manual) first
     df["tag"] = [(tag_lists.get(i) or ["untagged"])[0] for i in ids]
     traits = [list(info.get(i, {}).get("traits") or []) + tag_lists.get(i, []) for i in ids]
     df["traits"] = traits
@@ -101,22 +101,6 @@ def _subject_info(subject_type: str, ids: list[int]) -> dict[int, dict]:
         if subject_type == "variation":
             d["slot"] = slot_labels.get(d["slot"], d["slot"])
         out[d.pop("id")] = d
-    return out
-
-
-def subject_tags(*, subject_type: str, subject_ids: list[int]) -> dict[int, list[str]]:
-    """Tags per subject, editor-applied ('manual') first, then by similarity: the first one colours the point."""
-    if not subject_ids:
-        return {}
-    with session_scope() as s:
-        rows = s.execute(sa.text("""
-            select st.subject_id, tc.name from subject_tag st join tag_concept tc on tc.id = st.tag_id
-            where st.subject_type = :t and st.subject_id = any(:ids)
-            order by st.subject_id, (st.space = 'manual') desc, st.similarity desc, tc.name
-        """), {"t": subject_type, "ids": list(subject_ids)}).all()
-    out: dict[int, list[str]] = {}
-    for sid, name in rows:
-        out.setdefault(sid, []).append(name)
     return out
 
 

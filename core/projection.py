@@ -125,7 +125,8 @@ def available_sets() -> list[dict]:
     with session_scope() as s:
         rows = s.execute(sa.text(
             "select space, subject_type, count(*) from embedding where status='current' and vector is not null "
-            "group by space, subject_type order by space, subject_type")).all()
+            "and subject_type = any(:types) group by space, subject_type order by subject_type, space"),
+            {"types": list(SUBJECT_TYPES)}).all()
     return [{"space": sp, "subject_type": st, "count": n} for sp, st, n in rows]
 
 

@@ -79,7 +79,14 @@ def _store(
             s.rollback()
             media.remove(rel, thumb)
             raise
-        return ref
+    _request_embedding(ref.id)
+    return ref
+
+
+def _request_embedding(reference_id: int) -> None:
+    from core import jobs
+
+    jobs.request_embedding(subject_type="reference", ids=[reference_id])
 
 
 def add_reference_upload(
@@ -115,13 +122,21 @@ def update_reference_text(*, reference_id: int, caption: str, alt_text: str) -> 
         s.add(ref)
         s.flush()
         s.refresh(ref)
-        return ref
+    _request_embedding(reference_id)
+    return ref
 
 
 def delete_reference(*, reference_id: int) -> None:
     """Row first, files after the commit: a failed delete leaves everything in place."""
     with session_scope() as s:
         ref = require(s.get(ReferenceImage, reference_id), f"Reference image #{reference_id} no longer exists.")
-        paths = (ref.path, ref.thumb_path)
+        paths, character_id = (ref.path, ref.thumb_path), ref.character_id
         s.delete(ref)
+        s.execute(sa.text("delete from embedding where subject_type = 'reference' and subject_id = :i"),
+                  {"i": reference_id})
+        s.execute(sa.text("delete from subject_tag where subject_type = 'reference' and subject_id = :i"),
+                  {"i": reference_id})
     media.remove(*paths)
+    from core import drift
+
+    drift.update(character_ids=[character_id])

@@ -135,11 +135,26 @@ def bulk_approve(*, variation_ids: list[int], reviewer: str) -> int:
         return len(res.all())
 
 
-def unreviewed_in_order(grid: list[CoverageRow]) -> list[int]:
-    """Latest completed, unreviewed attempts in grid order (characters, then shot list): the review queue."""
-    return [row.cells[slot.key].variation_id for row in grid for slot in shot_list()
-            if slot.key in row.cells and row.cells[slot.key].status == "completed"
-            and row.cells[slot.key].review_status == "unreviewed"]
+QUEUE_ORDERS = {"grid": "Grid order (character, then shot)", "drift": "Most identity drift first"}
+
+
+def unreviewed_in_order(grid: list[CoverageRow], *, order: str = "grid") -> list[int]:
+    """Latest completed, unreviewed attempts: the review queue. Grid order walks characters then the shot
+    list; drift order puts the likely off-model images first (not yet scored ones last)."""
+    cells = [row.cells[slot.key] for row in grid for slot in shot_list()
+             if slot.key in row.cells and row.cells[slot.key].status == "completed"
+             and row.cells[slot.key].review_status == "unreviewed"]
+    if order == "drift":
+        cells = sorted(cells, key=lambda c: (c.drift_score is None, -(c.drift_score or 0.0)))
+    return [c.variation_id for c in cells]
+
+
+def drift_label(score: float | None) -> str:
+    from core.drift import DRIFT_WARN
+
+    if score is None:
+        return "identity drift: not scored yet (needs the image embedding and a reference)"
+    return f"identity drift {score:.3f}" + (" ⚠️ likely off-model" if score >= DRIFT_WARN else "")
 
 
 def queue(*, style_id: int | None = None, run_id: int | None = None) -> list[int]:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
 
     thumbnail_size: int = 256
 
+    # Embeddings: the text space (text-local = offline MiniLM; text-openai needs a key). Images always use image-local.
+    embedding_text_space: str = Field(default="text-local", description="text-local | text-openai")
+
     @property
     def provider_name(self) -> str:
         if self.ai_provider in ("offline", "openai"):

@@ -16,7 +16,7 @@ import procrastinate
 from procrastinate import JobContext
 
 from core.generation import execute_variation
-from core.jobs import EMBED_BACKFILL, EMBED_QUEUE, GENERATE_SLOT, GENERATION_QUEUE
+from core.jobs import EMBED_BACKFILL, EMBED_QUEUE, EMBED_SUBJECTS, GENERATE_SLOT, GENERATION_QUEUE
 from core.settings import get_settings
 
 _lock = threading.Lock()
@@ -38,17 +38,23 @@ async def generate_slot(context: JobContext, *, variation_id: int) -> str:
     return await loop.run_in_executor(_slot_executor(), work)
 
 
-def embed_backfill(*, space: str | None = None) -> dict:
-    """Embed every missing or stale character; unchanged ones cost no model call."""
+def embed_backfill() -> dict:
+    """Embed everything missing, stale or failed; unchanged subjects cost no model call."""
     from core import embeddings
 
-    rep = embeddings.embed_characters(space=space)
-    return rep.__dict__
+    return embeddings.backfill().__dict__
+
+
+def embed_subjects(*, subject_type: str, ids: list[int], spaces: list[str] | None = None) -> dict:
+    from core import embeddings
+
+    return embeddings.embed_subjects(subject_type=subject_type, ids=ids, spaces=spaces).__dict__
 
 
 def register(app: procrastinate.App) -> None:
     app.task(name=GENERATE_SLOT, queue=GENERATION_QUEUE, pass_context=True)(generate_slot)
     app.task(name=EMBED_BACKFILL, queue=EMBED_QUEUE)(embed_backfill)
+    app.task(name=EMBED_SUBJECTS, queue=EMBED_QUEUE)(embed_subjects)
     from core.jobs import COMPUTE_PROJECTION, PROJECTION_QUEUE
 
     app.task(name=COMPUTE_PROJECTION, queue=PROJECTION_QUEUE)(compute_projection)

@@ -26,9 +26,19 @@ def _login_name() -> str | None:
     return None
 
 
+@st.cache_resource(show_spinner=False)
+def _warm_up_embedder() -> bool:
+    """Once per server process: load the text model in the background before the first search or save."""
+    from core.embedding_spaces import warm_up
+
+    warm_up()
+    return True
+
+
 def sidebar() -> str | None:
     """Render the shared sidebar; return the editor's display name (None until given)."""
     settings = get_settings()
+    _warm_up_embedder()
     with st.sidebar:
         name = _login_name()
         if name:

@@ -1,8 +1,12 @@
 """Characters: browse and search the cast, create, edit, archive, manage reference images."""
+import logging
+
 import streamlit as st
 
-from core import ai_functions, characters, generation, references, review, styles
+from core import ai_functions, characters, generation, references, review, similarity, styles
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 24
 COLUMNS = 4
@@ -103,6 +107,7 @@ def detail_view(character_id: int) -> None:
                 )
                 st.session_state[f"loaded_version_{ch.id}"] = updated.version
                 flash(f"Saved '{updated.name}' (version {updated.version}).")
+                _warn_if_look_alike(updated.id)
                 st.rerun()
             except Exception as err:
                 report(err)
@@ -291,6 +296,19 @@ def reference_section(ch) -> None:
 
 
 # ---------------------------------------------------------------- list view
+def _warn_if_look_alike(character_id: int) -> None:
+    """The distinctness guard: saved anyway, but the editor hears about a near-twin right away."""
+    try:
+        with st.spinner("Checking the cast for look-alikes…"):
+            twin = similarity.look_alike(character_id=character_id)
+    except Exception as err:  # the save succeeded; a failed check must not hide that
+        log.warning("look-alike check for character %s failed: %s", character_id, err)
+        return
+    if twin:
+        flash(f"⚠️ Very close to **{twin.name}** (similarity {twin.similarity:.2f}): editors and the image model "
+              "may confuse them. Consider making the description, traits or style more distinct.", "warning")
+
+
 def _suggest_names(*, description: str, traits: list[str], style_id: int | None, target_key: str) -> None:
     """Ask the AI path for names; show them as buttons that fill the name field."""
     try:
@@ -356,6 +374,7 @@ def create_form(*, expanded: bool) -> None:
                     problems += 1
                     flash(f"'{f.name}' was not added: {err}", "error")
             flash(f"Created '{ch.name}'" + (f" ({problems} image(s) rejected, see above)." if problems else "."))
+            _warn_if_look_alike(ch.id)
             for k in ("new_name", "new_description", "new_traits", "new_notes", "new_name_suggestions"):
                 st.session_state.pop(k, None)
             st.session_state["new_nonce"] = nonce + 1

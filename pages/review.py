@@ -133,11 +133,16 @@ with tab_queue:
     if not unreviewed:
         st.success("Queue empty: every completed image shown here has been reviewed.")
     else:
+        order = st.radio("Order", list(review.QUEUE_ORDERS), format_func=review.QUEUE_ORDERS.get, horizontal=True,
+                         key="queue_order", on_change=lambda: st.session_state.update(queue_pos=0),
+                         help="Identity drift = how far the image's pixels are from the character's references.")
+        unreviewed = review.unreviewed_in_order(grid, order=order)
         pos = min(st.session_state.get("queue_pos", 0), len(unreviewed) - 1)
         v = review.get_variation(variation_id=unreviewed[pos])
         name = next(r.name for r in grid if r.character_id == v.character_id)
         st.caption(f"{pos + 1} of {len(unreviewed)} · keys: **A** approve · **X** reject · **J** next · **K** previous")
         q1, q2 = st.columns([2, 1])
+        q1.markdown(review.drift_label(v.drift_score))
         if media_path(v.path):
             q1.image(media_path(v.path), caption=f"{name} · {v.slot_key} · attempt {v.attempt}", width="stretch")
         with q2:
@@ -152,3 +157,9 @@ with tab_queue:
             if n2.button("Next", key="q_next", shortcut="J", disabled=pos >= len(unreviewed) - 1):
                 st.session_state["queue_pos"] = pos + 1
                 st.rerun()
+        with st.expander(f"Whole queue ({len(unreviewed)}), sortable by drift"):
+            names = {r.character_id: r.name for r in grid}
+            cells = {c.variation_id: (r.character_id, c) for r in grid for c in r.cells.values()}
+            st.dataframe([{"#": i + 1, "character": names[cells[vid][0]], "slot": cells[vid][1].slot_key,
+                           "drift": cells[vid][1].drift_score} for i, vid in enumerate(unreviewed)],
+                         hide_index=True, width="stretch")

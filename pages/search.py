@@ -1,55 +1,112 @@
-"""Search the cast by meaning: free text → characters, and "find similar" from any result."""
+"""Search the cast by meaning, by character and by image; every result offers "find similar"."""
 import streamlit as st
 
-from core import characters, embeddings, review
+from core import characters, similarity, styles, tags
+from core.errors import ValidationError
 from pages._common import media_path, report, sidebar
 
 sidebar()
 st.title("🔎 Search")
 
-query = st.text_input("Describe who you are looking for", key="search_q",
-                      placeholder="e.g. a quiet fighter who hides in shadows")
-similar_to = st.session_state.get("similar_to")
+MODES = {"text": "📝 Describe", "character": "🧑 Similar characters", "image": "🖼️ Similar images"}
+FIND = {"Characters": ("character",), "Images": ("reference", "variation")}
+COLS = 5
+
+# "find similar" from a result sets the anchor; the mode follows it
+anchor = st.session_state.get("similar_to")  # (subject_type, subject_id) | None
+mode = st.segmented_control("Search by", list(MODES), format_func=MODES.get, key="search_mode", default="text",
+                              required=True)
+mode = mode or "text"
+
+with st.expander("Filters", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    style_opts = {s.id: s.name for s in styles.list_styles()}
+    tag_opts = {t.id: t.name for t in tags.list_tags()}
+    style_ids = c1.multiselect("Style", list(style_opts), format_func=style_opts.get, key="f_style")
+    tag_ids = c2.multiselect("Tag", list(tag_opts), format_func=tag_opts.get, key="f_tag",
+                             help="Semantic tags (nearest concepts above a threshold) and tags applied by hand.")
+    review_states = c3.multiselect("Review state (variations)", list(similarity.REVIEW_STATES), key="f_review")
+flt = similarity.SearchFilter(style_ids=tuple(style_ids), tag_ids=tuple(tag_ids), review_states=tuple(review_states))
 k = st.slider("Results", 3, 30, 10, key="search_k")
 
-hits: list = []
+result: similarity.SearchResult | None = None
 title = ""
+hint = ""
 try:
-    if similar_to is not None:
-        ch = characters.get_character(character_id=similar_to)
-        title = f"Most similar to **{ch.name}**"
-        hits = embeddings.similar_to(subject_type="character", subject_id=similar_to, k=k)
-        if st.button("Clear “find similar”", key="clear_similar"):
+    if anchor is not None:
+        a_type, a_id = anchor
+        cards = similarity.hit_cards([similarity.Hit(a_type, a_id, 1.0)])
+        name = f"{cards[0].title} ({cards[0].subtitle})" if cards and a_type != "character" else (
+            cards[0].title if cards else "a deleted item")
+        title = f"Most similar to **{name}**"
+        if cards and media_path(cards[0].thumb_path):
+            st.image(media_path(cards[0].thumb_path), width=120)
+        if st.button("✖ Clear “find similar”", key="clear_similar"):
             st.session_state.pop("similar_to")
             st.rerun()
-    elif query.strip():
-        title = f"Closest to “{query.strip()}”"
-        with st.spinner("Searching (the first search loads the embedding model, a few seconds)…"):
-            hits = embeddings.search_text(query=query, k=k)
+        result = similarity.similar_to(subject_type=a_type, subject_id=a_id, k=k, flt=flt)
+    elif mode == "text":
+        c1, c2 = st.columns([4, 1])
+        query = c1.text_input("Describe who or what you are looking for", key="search_q",
+                              placeholder="e.g. a quiet fighter who hides in shadows")
+        find = c2.radio("Find", list(FIND), key="search_find", horizontal=True)
+        if query.strip():
+            title = f"{find} closest to “{query.strip()}”"
+            with st.spinner("Searching (the first search loads the embedding model, a few seconds)…"):
+                result = similarity.search_text(query=query, subject_types=FIND[find], k=k, flt=flt)
+        else:
+            hint = "Type a description to search by meaning, e.g. “a cheerful inventor”."
+    elif mode == "character":
+        cast = {c.id: c.name for c in characters.list_characters()}
+        if not cast:
+            hint = "No characters yet: create some (or load the demo cast on the Overview page)."
+        else:
+            cid = st.selectbox("Character", list(cast), format_func=cast.get, key="search_char", index=None,
+                               placeholder="Pick a character")
+            if cid is None:
+                hint = "Pick a character to see the ones most like it (by description, traits and style)."
+            else:
+                title = f"Most similar to **{cast[cid]}**"
+                result = similarity.similar_to(subject_type="character", subject_id=cid, k=k, flt=flt)
+    else:
+        up = st.file_uploader("Upload an image to find similar ones (nothing is stored)",
+                              type=["png", "jpg", "jpeg", "webp", "gif"], key="search_upload")
+        if up is None:
+            hint = ("Upload an image, or use “find similar” on any image result. Images are compared by their "
+                    "pixels (colour layout, palette, shapes).")
+        else:
+            st.image(up.getvalue(), width=120)
+            title = f"Images most like **{up.name}**"
+            result = similarity.search_image(data=up.getvalue(), k=k, flt=flt, filename=up.name)
+except ValidationError as err:
+    st.warning(str(err))
 except Exception as err:
     report(err)
 
-if not hits:
-    if not (query.strip() or similar_to):
-        st.info("Type a description to search by meaning. Characters must be embedded first "
-                "(the Embeddings page shows what is missing).")
-    elif title:
-        st.info("No embedded characters yet: open the Embeddings page and run the backfill.")
+if result is None:
+    if hint:
+        st.info(hint + " Everything must be embedded first: the Embeddings page shows what is missing.")
+    st.stop()
+if not result.hits:
+    st.info("Nothing matches. If the cast is new, open the Embeddings page and embed what is missing; "
+            "otherwise loosen the filters.")
     st.stop()
 
 st.markdown(title)
-rows = {r.id: r for r in characters.list_characters(archived=None, ids=[h.subject_id for h in hits])}
-avatars = review.avatar_paths([h.subject_id for h in hits])
-cols = st.columns(5)
-for i, h in enumerate(hits):
-    row = rows.get(h.subject_id)
-    if row is None:
-        continue
-    with cols[i % 5].container(border=True):
-        if media_path(avatars.get(h.subject_id)):
-            st.image(media_path(avatars[h.subject_id]), width="stretch")
-        st.markdown(f"**{row.name}**")
-        st.caption(f"similarity {h.similarity:.3f} · {row.style_name or 'no style'}")
-        if st.button("Find similar", key=f"sim_{h.subject_id}", width="stretch"):
-            st.session_state["similar_to"] = h.subject_id
+st.caption(f"{len(result.hits)} results from {result.candidates} candidates · {result.strategy}")
+cols = st.columns(COLS)
+for i, card in enumerate(similarity.hit_cards(result.hits)):
+    with cols[i % COLS].container(border=True):
+        if media_path(card.thumb_path):
+            st.image(media_path(card.thumb_path), width="stretch")
+        st.markdown(f"**{card.title}**")
+        st.caption(f"similarity {card.similarity:.3f} · {card.subtitle}")
+        if card.tags:
+            st.caption(" ".join(f"`{t}`" for t in card.tags))
+        b1, b2 = st.columns(2)
+        if b1.button("Find similar", key=f"sim_{card.subject_type}_{card.subject_id}", width="stretch"):
+            st.session_state["similar_to"] = (card.subject_type, card.subject_id)
             st.rerun()
+        if card.character_id:
+            b2.page_link("pages/characters.py", label="Open", query_params={"character": str(card.character_id)},
+                         width="stretch")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from core import characters, embeddings
+from core import characters, embedding_spaces, embeddings, similarity, styles
 from core.characters import CharacterInput
 from db.engine import session_scope
 from tests.openai_stub import error, start_stub
@@ -28,17 +28,27 @@ def test_second_run_makes_zero_model_calls_and_edit_makes_stale(editor):
     characters.update_character(character_id=cast[1].id, expected_version=1, editor=editor,
                                 data=CharacterInput(name="Bram Copperkettle", traits=["inventor"]))
     status = {r["name"]: r["status"] for r in embeddings.character_status()}
-    assert status["Bram Copperkettle"] == "stale" and status["Ayla Stormwind"] == "current"
+    assert status["Bram Copperkettle"] == "queued" and status["Ayla Stormwind"] == "current"  # the save queued a job
     third = embeddings.embed_characters()
     assert (third.embedded, third.unchanged, third.model_calls) == (1, 3, 1)
+    # content that changes without a save of the character (its style's name is part of its text) shows as stale
+    ink = styles.create_style(data=styles.StyleInput(name="Ink"), editor=editor)
+    characters.update_character(character_id=cast[0].id, expected_version=1, editor=editor,
+                                data=CharacterInput(name="Ayla Stormwind", traits=["storm mage", "silver hair"],
+                                                    style_id=ink.id))
+    embeddings.embed_characters()
+    styles.update_style(style_id=ink.id, data=styles.StyleInput(name="Woodcut"), editor=editor)
+    status = {r["name"]: r["status"] for r in embeddings.character_status()}
+    assert status == {"Ayla Stormwind": "stale", "Bram Copperkettle": "current", "Sable Nyx": "current",
+                      "Pip Thimble": "current"}
 
 
 def test_text_search_finds_the_right_neighbours_through_the_index(editor):
     cast = _cast(editor)
     embeddings.embed_characters()
-    hits = embeddings.search_text(query="lightning sorcery", k=2)
+    hits = similarity.search_text(query="lightning sorcery", k=2).hits
     assert hits[0].subject_id == cast[0].id and hits[0].similarity > hits[1].similarity
-    assert embeddings.search_text(query="small rodent with a sword", k=1)[0].subject_id == cast[3].id
+    assert similarity.search_text(query="small rodent with a sword", k=1).hits[0].subject_id == cast[3].id
     with session_scope() as s:
         s.execute(sa.text("set local enable_seqscan = off"))
         plan = "\n".join(r[0] for r in s.execute(sa.text(
@@ -51,7 +61,7 @@ def test_failure_keeps_the_previous_vector_and_records_the_error(editor, setting
     stub, server = start_stub()
     try:
         settings_override(openai_api_key="sk-test", openai_base_url=stub.url, openai_max_retries=0)
-        embeddings._embedders.pop("text-openai", None)
+        embedding_spaces._embedders.pop("text-openai", None)
         ch = characters.create_character(data=CharacterInput(name="Kira", traits=["netrunner"]), editor=editor)
         vec = np.random.default_rng(1).normal(size=1536).tolist()
         stub.script("/embeddings", {"status": 200, "json": {
@@ -74,4 +84,4 @@ def test_failure_keeps_the_previous_vector_and_records_the_error(editor, setting
             s.execute(sa.text("update embedding set vector = '[1,2,3]' where space='text-openai'"))
     finally:
         server.shutdown()
-        embeddings._embedders.pop("text-openai", None)
+        embedding_spaces._embedders.pop("text-openai", None)

@@ -22,9 +22,9 @@ from tests.openai_stub import error, image_ok, start_stub
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker(concurrency: int = 10) -> None:
-    """Process every queued job in-process, then return."""
-    make_worker_app().run_worker(wait=False, install_signal_handlers=False, concurrency=concurrency,
+def run_worker(concurrency: int = 10, queues: list[str] | None = ["generation"]) -> None:  # noqa: B006
+    """Process every queued job (of these queues; None = all) in-process, then return."""
+    make_worker_app().run_worker(queues=queues, wait=False, install_signal_handlers=False, concurrency=concurrency,
                          listen_notify=False, fetch_job_polling_interval=0.1)
 
 
@@ -43,7 +43,8 @@ def _variations(run_id: int) -> list[Variation]:
 
 def _jobs() -> list[dict]:
     with session_scope() as s:
-        return [dict(r._mapping) for r in s.execute(sa.text("select id, status, args from procrastinate_jobs order by id"))]
+        return [dict(r._mapping) for r in s.execute(sa.text(
+            "select id, status, args from procrastinate_jobs where task_name = 'generate_slot' order by id"))]
 
 
 def test_run_completes_all_ten_slots_with_files_and_metadata(character, editor):

@@ -226,20 +226,34 @@ def test_character_variations_tab_queues_a_run(editor):
     assert any("queued" in s.value for s in at.success)
 
 
-def test_embeddings_backfill_job_then_search_and_find_similar(editor):
+def _overview(at: AppTest, subject: str) -> dict:
+    df = at.dataframe[0].value
+    return df[df["subject"] == subject].iloc[0].to_dict()
+
+
+def test_embeddings_status_jobs_bulk_reembed_then_search_and_find_similar(editor):
+    from core import embeddings
     from tests.test_generation import run_worker
 
+    ink = styles.create_style(data=styles.StyleInput(name="Ink"), editor=editor)
     for name, traits in (("Ayla", ["storm mage", "lightning"]), ("Sable", ["assassin", "shadows"]),
                          ("Pip", ["mouse knight"])):
-        characters.create_character(data=CharacterInput(name=name, traits=traits), editor=editor)
+        characters.create_character(data=CharacterInput(name=name, traits=traits, style_id=ink.id), editor=editor)
     at = _page("pages/embeddings.py")
     assert not at.exception
-    assert [m.value for m in at.metric][:1] == ["3"]  # three missing
-    _click(at, "Embed missing, stale and failed (3)")
-    assert not at.exception
-    run_worker()  # the backfill runs on the job queue
+    assert _overview(at, "Characters")["queued"] == 3  # each save queued its own embedding job
+    run_worker(queues=None)
     at = _page("pages/embeddings.py")
-    assert [m.label for m in at.metric if m.value == "3"] == ["current"]
+    assert _overview(at, "Characters")["current"] == 3
+
+    styles.update_style(style_id=ink.id, data=styles.StyleInput(name="Woodcut"), editor=editor)
+    at = _page("pages/embeddings.py")
+    assert _overview(at, "Characters")["stale"] == 3
+    _click(at, "Re-embed stale (3)")
+    assert not at.exception
+    assert any("Re-embed stale: 3 queued" in s.value for s in at.success)
+    run_worker(queues=None)
+    assert {r["status"] for r in embeddings.character_status()} == {"current"}
 
     at = _page("pages/search.py")
     assert any("Type a description" in i.value for i in at.info)
@@ -250,6 +264,28 @@ def test_embeddings_backfill_job_then_search_and_find_similar(editor):
     _click(at, "Find similar")
     assert not at.exception
     assert any("Most similar to **Sable**" in m.value for m in at.markdown)
+
+
+def test_tags_tab_adds_a_concept_that_tags_the_cast(editor):
+    from core import tags
+    from tests.test_generation import run_worker
+
+    pip = characters.create_character(data=CharacterInput(name="Pip", traits=["mouse knight", "needle sword"]),
+                                      editor=editor)
+    characters.create_character(data=CharacterInput(name="Unit 7", traits=["android", "chrome plating"]),
+                                editor=editor)
+    at = _page("pages/embeddings.py")
+    at.tabs[1]  # the Tags tab renders its empty state
+    assert any("No tags yet" in i.value for i in at.info)
+    at.text_input(key="tag_name").input("Animal")
+    at.text_input(key="tag_desc").input("an animal character: a mouse, fox, cat or bird")
+    _click(at, "Add tag")
+    assert not at.exception
+    run_worker(queues=None)
+    assert tags.tags_for(subject_type="character", subject_ids=[pip.id]) == {pip.id: ["animal"]}
+    at.text_input(key="tag_name").input("animal")
+    _click(at, "Add tag")
+    assert any("already a tag called 'animal'" in e.value for e in at.error)
 
 
 def test_editor_name_is_asked_once_per_session_not_per_page():
