@@ -191,6 +191,14 @@ def build_figure(df: pd.DataFrame, *, color_by: str, subject_type: str, highligh
     return fig
 
 
+def figure_signature(df: pd.DataFrame, *, color_by: str, subject_type: str, highlight_ids: list[int]) -> str:
+    """Changes whenever the drawn figure would: Streamlit then treats the chart as new and drops its selection."""
+    column = COLOR_BY[subject_type].get(color_by, "cluster_label")
+    cols = [c for c in ("subject_id", "x", "y", column, "name", "slot", "style", "placed_by", "stale") if c in df]
+    h = int(pd.util.hash_pandas_object(df[cols].astype(str), index=False).sum()) if len(df) else 0
+    return f"{color_by}|{sorted(highlight_ids)}|{len(df)}|{h}"
+
+
 def selected_ids(selection: dict | None) -> list[int]:
     """Subject ids of the selected points, from a Streamlit plotly selection (box, lasso or clicks).
 

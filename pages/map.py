@@ -132,7 +132,7 @@ highlight_ids = (df.loc[df["character_id"] == highlight_char, "subject_id"].asty
 # ---------------------------------------------------------------- the map
 fig = map_view.build_figure(df, color_by=color_by, subject_type=subject_type, highlight_ids=highlight_ids,
                             revision=f"{cur.id}")
-sig = f"{cur.id}|{color_by}|{highlight_char}|{len(df)}"
+sig = map_view.figure_signature(df, color_by=color_by, subject_type=subject_type, highlight_ids=highlight_ids)
 c_map, c_preview = st.columns([3, 1])
 with c_map:
     event = st.plotly_chart(fig, key=f"map_chart_{st.session_state.get('map_chart_gen', 0)}", on_select="rerun", selection_mode=("points", "box", "lasso"),

@@ -53,7 +53,7 @@ def fit_now(subject_type: str = "character", params: ProjectionParams = FAST, ed
     req = projection.request_fit(space=SPACE, subject_type=subject_type, params=params, editor=editor)
     assert req is not None and req.status == "queued"
     assert projection.job_pending(space=SPACE, subject_type=subject_type)
-    run_worker()
+    run_worker(queues=None)
     return projection.get_projection(projection_id=req.id)
 
 
@@ -86,7 +86,7 @@ def test_transform_places_new_and_changed_points_without_refitting():
     assert "3 new embedding(s)" in st.summary() and "1 embedding(s) changed" in st.summary()
 
     assert projection.request_placement(projection_id=p.id) is not None
-    run_worker()
+    run_worker(queues=None)
     after = points(p.id)
     assert sorted(after) == list(range(1, 44))
     assert {k for k, v in after.items() if v["placed_by"] == "transform"} == {5, 41, 42, 43}
@@ -105,7 +105,7 @@ def test_stale_when_many_points_were_transformed_or_embeddings_vanished():
     p = fit_now()
     store(range(21, 31), clustered(10, seed=3))
     projection.request_placement(projection_id=p.id)
-    run_worker()
+    run_worker(queues=None)
     st = projection.staleness(projection_id=p.id)
     assert not st.needs_placement and st.transform_share == pytest.approx(10 / 30)
     assert st.is_stale and "33% of the points were placed by transform" in st.summary()
@@ -145,7 +145,7 @@ def test_a_trivial_map_refits_when_points_arrive_and_pca_maps_transform():
     p = fit_now()
     store(range(2, 10), clustered(8, seed=2))
     projection.request_placement(projection_id=p.id)
-    run_worker()
+    run_worker(queues=None)
     p = projection.get_projection(projection_id=p.id)
     assert p.method == "umap" and p.n_points == 9  # nothing to transform with: refitted
     assert {v["placed_by"] for v in points(p.id).values()} == {"fit"}
