@@ -56,7 +56,12 @@ NUMBA_CACHE_DEFAULT = PROJECT_ROOT / "data" / "numba-cache"
 
 
 def ensure_numba_cache() -> None:
-    """numba compiles UMAP's kernels on first use (15-30 s); a writable cache makes later processes fast."""
+    """numba compiles UMAP's kernels on first use (15-30 s); a writable cache makes later processes fast.
+
+    Not everything caches: pynndescent generates its nearest-neighbour-descent kernels per metric
+    at run time, so the first set above 4,096 points in a worker process (UMAP's exact-kNN limit)
+    still compiles them once (measured 40-60 s on 2 busy cores); later fits in that process don't.
+    """
     path = Path(os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE_DEFAULT)))
     path.mkdir(parents=True, exist_ok=True)
 
@@ -158,7 +163,7 @@ def _kmeans(x: np.ndarray):
     k = cluster_count(len(x))
     if k < 2:
         return None, np.zeros(len(x), dtype=np.int32)
-    km = KMeans(n_clusters=k, n_init=3, random_state=0).fit(_normalise(x))
+    km = KMeans(n_clusters=k, n_init=1, random_state=0).fit(_normalise(x))  # n_init=3 cost 10+ s at 10k
     return km, km.labels_.astype(np.int32)
 
 
