@@ -187,7 +187,10 @@ def build_figure(df: pd.DataFrame, *, color_by: str, subject_type: str, highligh
     fig.update_layout(
         height=620, margin={"l": 8, "r": 8, "t": 8, "b": 8}, dragmode="select", clickmode="event+select",
         hovermode="closest", xaxis=axis, yaxis=axis, uirevision=revision or "map",
-        legend={"itemsizing": "constant", "title": {"text": color_by}}, plot_bgcolor="white")
+        # legend under the plot: on the right it collides with the modebar and eats map width
+        legend={"itemsizing": "constant", "title": {"text": color_by}, "orientation": "h", "yanchor": "top",
+                "y": -0.02, "x": 0},
+        plot_bgcolor="white")
     return fig
 
 
