@@ -13,6 +13,7 @@ pages = {
     "Explore": [
         st.Page("pages/search.py", title="Search", icon="🔎"),
         st.Page("pages/embeddings.py", title="Embeddings", icon="🧬"),
+        st.Page("pages/map.py", title="Map", icon="🗺️"),
     ],
     "AI": [
         st.Page("pages/prompts.py", title="Prompts", icon="📝"),

@@ -99,3 +99,22 @@ def pending_jobs(*task_names: str) -> int:
     with session_scope() as s:
         return s.execute(sa.text("select count(*) from procrastinate_jobs where task_name = any(:t) "
                                  "and status in ('todo', 'doing')"), {"t": list(task_names)}).scalar_one()
+
+
+PROJECTION_QUEUE = "projections"
+COMPUTE_PROJECTION = "compute_projection"
+
+
+def defer_projection(*, projection_id: int, space: str, subject_type: str, mode: str = "fit") -> int | None:
+    """Queue a map fit ("fit") or placement of new points ("place") for one (space, subject_type) set.
+
+    One queueing lock per set: while a job for the set waits, a second request is a no-op (None).
+    """
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    try:
+        return get_app().configure_task(COMPUTE_PROJECTION, queue=PROJECTION_QUEUE,
+                                        queueing_lock=f"projection-{space}-{subject_type}").defer(
+            projection_id=projection_id, space=space, subject_type=subject_type, mode=mode)
+    except AlreadyEnqueued:
+        return None

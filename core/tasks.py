@@ -55,3 +55,19 @@ def register(app: procrastinate.App) -> None:
     app.task(name=GENERATE_SLOT, queue=GENERATION_QUEUE, pass_context=True)(generate_slot)
     app.task(name=EMBED_BACKFILL, queue=EMBED_QUEUE)(embed_backfill)
     app.task(name=EMBED_SUBJECTS, queue=EMBED_QUEUE)(embed_subjects)
+    from core.jobs import COMPUTE_PROJECTION, PROJECTION_QUEUE
+
+    app.task(name=COMPUTE_PROJECTION, queue=PROJECTION_QUEUE)(compute_projection)
+
+
+def compute_projection(*, projection_id: int, space: str, subject_type: str, mode: str = "fit") -> dict:
+    """Fit a map (UMAP, or a fallback for tiny sets) or place new points on one; never in a page rerun.
+
+    `space` and `subject_type` are in the arguments so pages can tell which set a queued job is for.
+    Sync task: procrastinate runs it in a thread, and numba releases the GIL in UMAP's hot loops.
+    """
+    from core import projection
+
+    if mode == "place":
+        return projection.run_place(projection_id=projection_id)
+    return projection.run_fit(projection_id=projection_id)

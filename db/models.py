@@ -225,3 +225,46 @@ class Embedding(SQLModel, table=True):
     embedded_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Projection(SQLModel, table=True):
+    """A cached 2-D map of one (space, subject_type) set; created by raw SQL in migration 0006."""
+
+    __tablename__ = "projection"
+
+    id: int | None = Field(default=None, primary_key=True)
+    space: str
+    subject_type: str
+    method: str = "umap"
+    n_neighbors: int
+    min_dist: float
+    metric: str
+    params: dict = Field(default_factory=dict, sa_column=sa.Column(postgresql.JSONB, nullable=False,
+                                                                   server_default="{}"))
+    status: str = "queued"
+    phase: str = ""
+    message: str = ""
+    error: str | None = None
+    n_points: int = 0
+    model_path: str | None = None
+    job_id: int | None = None
+    fit_seconds: float | None = None
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    fitted_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ProjectionPoint(SQLModel, table=True):
+    """One subject's coordinates in a projection, with the embedding hash it came from."""
+
+    __tablename__ = "projection_point"
+
+    projection_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("projection.id", ondelete="CASCADE"),
+                                                   primary_key=True))
+    subject_id: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True))
+    x: float
+    y: float
+    content_hash: str | None = None
+    placed_by: str = "fit"
+    cluster: int | None = None

@@ -1,0 +1,521 @@
+"""Cached 2-D maps of an embedding space: UMAP fits in a background job, transform for newcomers.
+
+Why this shape:
+- A UMAP fit costs seconds to minutes and its first call in a process pays
+  15-30 s of numba JIT, so fits and placements only ever run in a worker job
+  (`core.tasks.compute_projection`); pages read stored coordinates.
+- Each projection row is one fit of one (space, subject_type) set with its
+  parameters. Points keep the embedding content hash they were computed
+  from: a point whose embedding changed since is visibly stale.
+- The fitted model (UMAP or PCA, plus the KMeans used for automatic clusters)
+  is pickled to a file under MEDIA_ROOT through core.media, so a later job can
+  place new points with `transform()` instead of refitting everything. Those
+  points are marked `placed_by='transform'`; once they are a large share of
+  the map, the page recommends a recompute.
+- Sets too small for UMAP (no point, one point, fewer points than
+  n_neighbors) get a PCA or trivial layout and a message saying so.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from core import media
+from core.errors import NotFoundError, ValidationError
+from core.settings import PROJECT_ROOT
+from db.engine import get_engine, session_scope
+from db.models import Projection, utcnow
+
+log = logging.getLogger(__name__)
+
+SUBJECT_TYPES: dict[str, str] = {"character": "characters", "reference": "reference images",
+                                 "variation": "variations"}
+METRICS: tuple[str, ...] = ("cosine", "euclidean", "correlation")
+DEFAULT_PARAMS: dict[str, object] = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"}
+N_NEIGHBORS_RANGE = (2, 200)
+# A map is "stale" once this share of its points was placed by transform() rather than fitted.
+STALE_TRANSFORM_SHARE = 0.2
+# Automatic clusters: KMeans on the (unit-normalised) original vectors, k grows with the set.
+MAX_CLUSTERS = 12
+MIN_CLUSTERS = 2
+MODEL_DIR = "projections"
+# UMAP runs on the first PCA_DIMS principal components (see UmapReducer), and big sets use fewer epochs
+# (UMAP's own default is 500 epochs up to 10k points, 200 above).
+PCA_DIMS = 50
+LARGE_SET = 5000
+LARGE_SET_EPOCHS = 200
+ACTIVE_STATES = ("queued", "running")
+NUMBA_CACHE_DEFAULT = PROJECT_ROOT / "data" / "numba-cache"
+
+
+def ensure_numba_cache() -> None:
+    """numba compiles UMAP's kernels on first use (15-30 s); a writable cache makes later processes fast.
+
+    Not everything caches: pynndescent generates its nearest-neighbour-descent kernels per metric
+    at run time, so the first set above 4,096 points in a worker process (UMAP's exact-kNN limit)
+    still compiles them once (measured 40-60 s on 2 busy cores); later fits in that process don't.
+    """
+    path = Path(os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE_DEFAULT)))
+    path.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class ProjectionParams:
+    """What an editor chooses for a map; `n_epochs` / `random_state` are for tests and benchmarks."""
+
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    metric: str = "cosine"
+    n_epochs: int | None = None
+    random_state: int | None = None
+
+    def validate(self) -> ProjectionParams:
+        lo, hi = N_NEIGHBORS_RANGE
+        if not (lo <= int(self.n_neighbors) <= hi):
+            raise ValidationError(f"n_neighbors must be between {lo} and {hi} (got {self.n_neighbors}).")
+        if not (0.0 <= float(self.min_dist) <= 1.0):
+            raise ValidationError(f"min_dist must be between 0 and 1 (got {self.min_dist}).")
+        if self.metric not in METRICS:
+            raise ValidationError(f"Unknown metric '{self.metric}'. Choose one of: {', '.join(METRICS)}.")
+        if self.n_epochs is not None and int(self.n_epochs) < 1:
+            raise ValidationError("n_epochs must be at least 1.")
+        return self
+
+
+# ---------------------------------------------------------------- vectors
+@dataclass
+class VectorSet:
+    ids: np.ndarray  # int64, ascending
+    hashes: list[str | None]
+    vectors: np.ndarray  # float32 (n, dims)
+
+
+def _decode(buf: bytes) -> np.ndarray:
+    """pgvector's binary format: int16 dims, int16 unused, then dims big-endian float32."""
+    return np.frombuffer(buf, dtype=">f4", offset=4).astype(np.float32)
+
+
+def load_vectors(*, space: str, subject_type: str, ids: list[int] | None = None) -> VectorSet:
+    """Current vectors of a set, read in binary (text parsing 50k × 384 floats takes seconds)."""
+    sql = ("select subject_id, content_hash, vector from embedding where space = %s and subject_type = %s "
+           "and status = 'current' and vector is not null")
+    args: list = [space, subject_type]
+    if ids is not None:
+        sql += " and subject_id = any(%s)"
+        args.append(list(ids))
+    sql += " order by subject_id"
+    raw = get_engine().raw_connection()
+    try:
+        with raw.driver_connection.cursor(binary=True) as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        raw.driver_connection.rollback()
+    finally:
+        raw.close()
+    if not rows:
+        return VectorSet(np.zeros(0, dtype=np.int64), [], np.zeros((0, 0), dtype=np.float32))
+    return VectorSet(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows],
+                     np.vstack([_decode(r[2]) for r in rows]))
+
+
+def available_sets() -> list[dict]:
+    """(space, subject_type) pairs that have current vectors, with counts: what a map can be drawn of."""
+    with session_scope() as s:
+        rows = s.execute(sa.text(
+            "select space, subject_type, count(*) from embedding where status='current' and vector is not null "
+            "and subject_type = any(:types) group by space, subject_type order by subject_type, space"),
+            {"types": list(SUBJECT_TYPES)}).all()
+    return [{"space": sp, "subject_type": st, "count": n} for sp, st, n in rows]
+
+
+# ---------------------------------------------------------------- fitting
+@dataclass
+class FitResult:
+    method: str
+    coords: np.ndarray  # (n, 2) float32
+    clusters: np.ndarray  # (n,) int
+    model: dict  # what gets pickled: {"reducer": …, "kmeans": …, "method": …}
+    message: str = ""
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
+def cluster_count(n: int) -> int:
+    """k for automatic clusters: about sqrt(n/2), at least 2, at most MAX_CLUSTERS, never more than n."""
+    if n < 3:
+        return 1
+    return int(min(MAX_CLUSTERS, n - 1, max(MIN_CLUSTERS, round((n / 2) ** 0.5))))
+
+
+def _kmeans(x: np.ndarray):
+    from sklearn.cluster import KMeans
+
+    k = cluster_count(len(x))
+    if k < 2:
+        return None, np.zeros(len(x), dtype=np.int32)
+    km = KMeans(n_clusters=k, n_init=1, random_state=0).fit(_normalise(x))  # n_init=3 cost 10+ s at 10k
+    return km, km.labels_.astype(np.int32)
+
+
+def _pca_coords(x: np.ndarray):
+    from sklearn.decomposition import PCA
+
+    n_comp = max(1, min(2, len(x) - 1, x.shape[1]))  # 2 points span one direction
+    pca = PCA(n_components=n_comp, random_state=0).fit(x)
+    return pca, _pad2(pca.transform(x))
+
+
+def _pad2(c: np.ndarray) -> np.ndarray:
+    """PCA of 2 points has one component: draw them on a line (y = 0)."""
+    c = np.asarray(c, dtype=np.float32)
+    if c.shape[1] < 2:
+        c = np.hstack([c, np.zeros((len(c), 2 - c.shape[1]), dtype=np.float32)])
+    return c
+
+
+class UmapReducer:
+    """Row preprocessing for the metric, PCA to PCA_DIMS, then UMAP with euclidean distances.
+
+    Why: nearest-neighbour descent on 384-1536 dimensions is most of a fit's time; 50 PCA
+    dimensions keep the neighbourhoods (trustworthiness is unchanged in bench/projection.py)
+    at half the cost. On unit-length rows euclidean distance orders neighbours exactly as
+    cosine does, and correlation is cosine of mean-centred rows, so every metric becomes
+    euclidean after `_prepare`. Picklable: the job stores it and transform() reuses it.
+    """
+
+    def __init__(self, params: ProjectionParams, n: int) -> None:
+        self.metric = params.metric
+        self.pca = None
+        self.umap_kwargs = dict(
+            n_neighbors=params.n_neighbors, min_dist=params.min_dist, metric="euclidean",
+            n_epochs=params.n_epochs or (LARGE_SET_EPOCHS if n > LARGE_SET else None),
+            random_state=params.random_state, low_memory=True,
+            n_jobs=1 if params.random_state is not None else -1,  # a seed forces one thread anyway
+            # spectral init needs a connected, not-too-small graph; random is safe for small sets
+            init="spectral" if n > 2 * params.n_neighbors else "random")
+        self.umap = None
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        if self.metric == "correlation":
+            x = x - x.mean(axis=1, keepdims=True)
+        if self.metric in ("cosine", "correlation"):
+            x = _normalise(x)
+        return x
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        from sklearn.decomposition import PCA
+        import umap
+
+        x = self._prepare(x)
+        if x.shape[1] > PCA_DIMS and len(x) > PCA_DIMS:
+            self.pca = PCA(n_components=PCA_DIMS, random_state=0).fit(x)
+            x = self.pca.transform(x)
+        self.umap = umap.UMAP(**self.umap_kwargs)
+        return self.umap.fit_transform(x)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = self._prepare(x)
+        if self.pca is not None:
+            x = self.pca.transform(x)
+        return self.umap.transform(x)
+
+
+def fit(vectors: np.ndarray, params: ProjectionParams) -> FitResult:
+    """Lay out `vectors` in 2-D: UMAP when the set is large enough, else a fallback that says why."""
+    n = len(vectors)
+    if n == 0:
+        return FitResult("trivial", np.zeros((0, 2), np.float32), np.zeros(0, np.int32),
+                         {"method": "trivial", "reducer": None, "kmeans": None},
+                         "No embeddings in this set yet: the map is empty.")
+    if n == 1:
+        return FitResult("trivial", np.zeros((1, 2), np.float32), np.zeros(1, np.int32),
+                         {"method": "trivial", "reducer": None, "kmeans": None},
+                         "Only one point: it sits in the middle. A map needs more points to show neighbourhoods.")
+    km, clusters = _kmeans(vectors)
+    if n <= params.n_neighbors:
+        pca, coords = _pca_coords(vectors)
+        return FitResult("pca", coords, clusters, {"method": "pca", "reducer": pca, "kmeans": km},
+                         f"Only {n} points, not more than n_neighbors ({params.n_neighbors}): laid out with PCA "
+                         f"instead of UMAP. Lower n_neighbors or add points for a UMAP map.")
+    ensure_numba_cache()
+    reducer = UmapReducer(params, n)
+    coords = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+    return FitResult("umap", coords, clusters, {"method": "umap", "reducer": reducer, "kmeans": km})
+
+
+def place(model: dict, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates and clusters for new vectors from a fitted model, without refitting."""
+    if model.get("reducer") is None:
+        raise ValidationError("This map has no fitted model to place points with: recompute it.")
+    if model["method"] == "umap":
+        ensure_numba_cache()
+    coords = _pad2(np.asarray(model["reducer"].transform(vectors), dtype=np.float32))
+    km = model.get("kmeans")
+    clusters = km.predict(_normalise(vectors)).astype(np.int32) if km is not None else np.zeros(len(vectors), np.int32)
+    return coords, clusters
+
+
+# ---------------------------------------------------------------- rows
+def get_projection(*, projection_id: int) -> Projection:
+    with session_scope() as s:
+        p = s.get(Projection, projection_id)
+    if p is None:
+        raise NotFoundError(f"Map #{projection_id} does not exist (it may have been replaced by a newer one).")
+    return p
+
+
+def _update(projection_id: int, **values) -> None:
+    with session_scope() as s:
+        s.execute(sa.update(Projection).where(Projection.id == projection_id).values(updated_at=utcnow(), **values))
+
+
+def latest(*, space: str, subject_type: str) -> Projection | None:
+    """The newest map request of a set, whatever its state (queued, running, ready, failed)."""
+    with session_scope() as s:
+        return s.execute(sa.select(Projection).where(Projection.space == space,
+                                                     Projection.subject_type == subject_type)
+                         .order_by(Projection.id.desc()).limit(1)).scalar_one_or_none()
+
+
+def current(*, space: str, subject_type: str) -> Projection | None:
+    """The newest ready map of a set: the one the page draws."""
+    with session_scope() as s:
+        return s.execute(sa.select(Projection).where(Projection.space == space,
+                                                     Projection.subject_type == subject_type,
+                                                     Projection.status == "ready")
+                         .order_by(Projection.id.desc()).limit(1)).scalar_one_or_none()
+
+
+def _model_rel_path(p: Projection) -> str:
+    return f"{MODEL_DIR}/{p.space}/{p.subject_type}-{p.id}.pkl"
+
+
+def load_model(p: Projection) -> dict | None:
+    """The pickled model of a map. Pickles are only ever read from our own MEDIA_ROOT, written by our jobs."""
+    if not p.model_path:
+        return None
+    if not media.exists(p.model_path):
+        raise ValidationError(f"The fitted model of map #{p.id} is missing from the media folder: recompute the map.")
+    return pickle.loads(media.read_bytes(p.model_path))
+
+
+def _write_points(s, projection_id: int, ids, hashes, coords, clusters, placed_by: str) -> None:
+    if len(ids) == 0:
+        return
+    s.execute(sa.text("""
+        insert into projection_point (projection_id, subject_id, x, y, content_hash, placed_by, cluster)
+        values (:p, :i, :x, :y, :h, :b, :c)
+        on conflict (projection_id, subject_id) do update set x = excluded.x, y = excluded.y,
+            content_hash = excluded.content_hash, placed_by = excluded.placed_by, cluster = excluded.cluster
+    """), [{"p": projection_id, "i": int(i), "x": float(xy[0]), "y": float(xy[1]), "h": h, "b": placed_by,
+            "c": int(c)} for i, h, xy, c in zip(ids, hashes, coords, clusters)])
+
+
+def run_fit(*, projection_id: int) -> dict:
+    """Job body: fit the map of a queued projection, store its points and model, retire older maps."""
+    p = get_projection(projection_id=projection_id)
+    params = ProjectionParams(n_neighbors=p.n_neighbors, min_dist=p.min_dist, metric=p.metric,
+                              n_epochs=p.params.get("n_epochs"), random_state=p.params.get("random_state"))
+    _update(projection_id, status="running", phase="loading vectors", error=None)
+    t0 = time.perf_counter()
+    try:
+        vs = load_vectors(space=p.space, subject_type=p.subject_type)
+        _update(projection_id, phase=f"fitting the map of {len(vs.ids):,} points")
+        res = fit(vs.vectors, params)
+        _update(projection_id, phase="saving")
+        rel = _model_rel_path(p)
+        media.write_atomic(rel, pickle.dumps(res.model, protocol=pickle.HIGHEST_PROTOCOL))
+        elapsed = time.perf_counter() - t0
+        with session_scope() as s:  # points and the ready state in one transaction
+            s.execute(sa.text("delete from projection_point where projection_id = :p"), {"p": projection_id})
+            _write_points(s, projection_id, vs.ids, vs.hashes, res.coords, res.clusters, "fit")
+            s.execute(sa.update(Projection).where(Projection.id == projection_id).values(
+                status="ready", phase="", method=res.method, message=res.message, n_points=len(vs.ids),
+                model_path=rel, fit_seconds=elapsed, fitted_at=utcnow(), updated_at=utcnow()))
+    except Exception as err:
+        log.exception("map #%s (%s / %s) failed", projection_id, p.space, p.subject_type)
+        _update(projection_id, status="failed", phase="", error=f"{err.__class__.__name__}: {err}"[:2000])
+        raise
+    _retire_older(p)
+    log.info("map #%s: %s of %d points in %.1f s", projection_id, res.method, len(vs.ids), elapsed)
+    return {"projection_id": projection_id, "method": res.method, "n_points": len(vs.ids),
+            "seconds": round(elapsed, 2)}
+
+
+def _retire_older(p: Projection) -> None:
+    """Older finished maps of the same set are replaced: drop their rows and model files."""
+    with session_scope() as s:
+        old = s.execute(sa.delete(Projection).where(
+            Projection.space == p.space, Projection.subject_type == p.subject_type, Projection.id < p.id,
+            Projection.status.in_(("ready", "failed"))).returning(Projection.model_path)).scalars().all()
+    media.remove(*[m for m in old if m])
+
+
+def run_place(*, projection_id: int) -> dict:
+    """Job body: place new and changed embeddings on a ready map with transform(); drop vanished points.
+
+    A map without a fitted model (0 or 1 point) is refitted instead: there is nothing to transform with.
+    """
+    p = get_projection(projection_id=projection_id)
+    if p.status != "ready":
+        raise ValidationError(f"Map #{projection_id} is {p.status}, not ready: points can only be added to a ready map.")
+    model = load_model(p)
+    if model is None or model.get("reducer") is None:
+        with session_scope() as s:
+            s.execute(sa.update(Projection).where(Projection.id == projection_id).values(status="queued"))
+        return run_fit(projection_id=projection_id)
+    st = staleness(projection_id=projection_id)
+    todo = st.new_ids + st.changed_ids
+    placed = 0
+    if todo:
+        _update(projection_id, phase=f"placing {len(todo):,} points")
+        vs = load_vectors(space=p.space, subject_type=p.subject_type, ids=todo)
+        if len(vs.ids):
+            coords, clusters = place(model, vs.vectors)
+            placed = len(vs.ids)
+    with session_scope() as s:
+        if st.gone_ids:
+            s.execute(sa.text("delete from projection_point where projection_id = :p and subject_id = any(:ids)"),
+                      {"p": projection_id, "ids": st.gone_ids})
+        if placed:
+            _write_points(s, projection_id, vs.ids, vs.hashes, coords, clusters, "transform")
+        n = s.execute(sa.text("select count(*) from projection_point where projection_id = :p"),
+                      {"p": projection_id}).scalar_one()
+        s.execute(sa.update(Projection).where(Projection.id == projection_id).values(
+            phase="", n_points=n, updated_at=utcnow()))
+    return {"projection_id": projection_id, "placed": placed, "removed": len(st.gone_ids)}
+
+
+# ---------------------------------------------------------------- staleness
+@dataclass
+class Staleness:
+    n_points: int = 0
+    n_fit: int = 0
+    n_transform: int = 0
+    new_ids: list[int] = field(default_factory=list)  # current embeddings not on the map
+    changed_ids: list[int] = field(default_factory=list)  # on the map, embedding changed since
+    gone_ids: list[int] = field(default_factory=list)  # on the map, embedding gone (or no longer current)
+
+    @property
+    def transform_share(self) -> float:
+        return self.n_transform / self.n_points if self.n_points else 0.0
+
+    @property
+    def needs_placement(self) -> bool:
+        return bool(self.new_ids or self.changed_ids or self.gone_ids)
+
+    @property
+    def is_stale(self) -> bool:
+        return self.needs_placement or self.transform_share >= STALE_TRANSFORM_SHARE
+
+    def summary(self) -> str:
+        parts = []
+        if self.new_ids:
+            parts.append(f"{len(self.new_ids)} new embedding(s) not on the map")
+        if self.changed_ids:
+            parts.append(f"{len(self.changed_ids)} embedding(s) changed since the map was made")
+        if self.gone_ids:
+            parts.append(f"{len(self.gone_ids)} point(s) whose embedding is gone")
+        if self.n_transform:
+            parts.append(f"{self.transform_share:.0%} of the points were placed by transform, not fitted")
+        return "; ".join(parts)
+
+
+def staleness(*, projection_id: int) -> Staleness:
+    """Compare a map's points with the current embeddings of its set (content hashes)."""
+    p = get_projection(projection_id=projection_id)
+    with session_scope() as s:
+        rows = s.execute(sa.text("""
+            select coalesce(pp.subject_id, e.subject_id) as sid, pp.placed_by, pp.content_hash as point_hash,
+                   e.content_hash as emb_hash, e.subject_id is not null as has_emb, pp.subject_id is not null as on_map
+            from (select * from projection_point where projection_id = :p) pp
+            full outer join (select subject_id, content_hash from embedding where space = :s and subject_type = :t
+                             and status = 'current' and vector is not null) e on e.subject_id = pp.subject_id
+        """), {"p": projection_id, "s": p.space, "t": p.subject_type}).all()
+    out = Staleness()
+    for r in rows:
+        if r.on_map:
+            out.n_points += 1
+            if r.placed_by == "transform":
+                out.n_transform += 1
+            else:
+                out.n_fit += 1
+            if not r.has_emb:
+                out.gone_ids.append(r.sid)
+            elif r.point_hash != r.emb_hash:
+                out.changed_ids.append(r.sid)
+        else:
+            out.new_ids.append(r.sid)
+    for lst in (out.new_ids, out.changed_ids, out.gone_ids):
+        lst.sort()
+    return out
+
+
+# ---------------------------------------------------------------- requests (web side)
+def _set_lock(space: str, subject_type: str) -> str:
+    return f"projection-{space}-{subject_type}"
+
+
+def job_pending(*, space: str, subject_type: str) -> bool:
+    """A fit or placement for this set is waiting or running in the queue."""
+    with session_scope() as s:
+        return bool(s.execute(sa.text(
+            "select exists(select 1 from procrastinate_jobs where task_name = :t and status in ('todo','doing') "
+            "and args->>'space' = :s and args->>'subject_type' = :st)"),
+            {"t": _task_name(), "s": space, "st": subject_type}).scalar_one())
+
+
+def _task_name() -> str:
+    from core.jobs import COMPUTE_PROJECTION
+
+    return COMPUTE_PROJECTION
+
+
+def request_fit(*, space: str, subject_type: str, params: ProjectionParams, editor: str) -> Projection | None:
+    """Queue a (re)computation of a set's map; None when one is already queued for that set."""
+    from core import jobs
+
+    params = params.validate()
+    if subject_type not in SUBJECT_TYPES:
+        raise ValidationError(f"Unknown subject type '{subject_type}'.")
+    if not editor:
+        raise ValidationError("Enter your name in the sidebar first.")
+    extra = {k: v for k, v in asdict(params).items() if k in ("n_epochs", "random_state") and v is not None}
+    with session_scope() as s:
+        p = Projection(space=space, subject_type=subject_type, n_neighbors=int(params.n_neighbors),
+                       min_dist=float(params.min_dist), metric=params.metric, params=extra, created_by=editor)
+        s.add(p)
+        s.flush()
+        s.refresh(p)
+    job_id = jobs.defer_projection(projection_id=p.id, space=space, subject_type=subject_type, mode="fit")
+    if job_id is None:  # another request for this set is already queued: this one is not needed
+        with session_scope() as s:
+            s.execute(sa.delete(Projection).where(Projection.id == p.id))
+        return None
+    _update(p.id, job_id=job_id)
+    return get_projection(projection_id=p.id)
+
+
+def request_placement(*, projection_id: int) -> int | None:
+    """Queue placing new/changed points on a ready map; None when a job for the set is already queued."""
+    from core import jobs
+
+    p = get_projection(projection_id=projection_id)
+    if p.status != "ready":
+        raise ValidationError("Only a finished map can take new points.")
+    return jobs.defer_projection(projection_id=p.id, space=p.space, subject_type=p.subject_type, mode="place")
+
+
+def abandoned(p: Projection) -> bool:
+    """A request still marked queued/running although no job for it is waiting or running (worker gone)."""
+    return p.status in ACTIVE_STATES and not job_pending(space=p.space, subject_type=p.subject_type)
