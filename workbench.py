@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ def _prepare_database(*, own_embedded: bool = False) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     url = _prepare_database(own_embedded=True)
-    env = dict(os.environ, DATABASE_URL=url, NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", ".numba_cache"))
+    env = dict(os.environ, DATABASE_URL=url)
     cmd = [sys.executable, "workbench.py", "streamlit", "--server.port", str(args.port)]
     log.info("starting Streamlit on port %s", args.port)
     from core.settings import get_settings
@@ -41,6 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("starting the embedded worker")
         worker = subprocess.Popen([sys.executable, "workbench.py", "worker"], env=env)
     proc = subprocess.Popen(cmd, env=env)
+
+    def _on_term(signum, frame):  # a service manager's stop: same clean shutdown as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_term)
     try:
         return proc.wait()
     except KeyboardInterrupt:
