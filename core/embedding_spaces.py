@@ -164,6 +164,15 @@ def text_space() -> str:
     return space
 
 
+def text_embedder_ready() -> bool:
+    """Whether a text embedding can be made now without first loading a model (seconds on a cold machine)."""
+    space = text_space()
+    if space != TEXT_LOCAL:
+        return True
+    emb = get_embedder(TEXT_LOCAL)
+    return emb._model is not None  # noqa: SLF001 - the loader lives in this module
+
+
 def warm_up() -> None:
     """Load the local text model in a background thread so the first search or save doesn't wait for it."""
     if text_space() == TEXT_LOCAL:

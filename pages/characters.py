@@ -3,7 +3,7 @@ import logging
 
 import streamlit as st
 
-from core import ai_functions, characters, generation, references, review, similarity, styles
+from core import ai_functions, characters, embedding_spaces, generation, references, review, similarity, styles
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,12 @@ def reference_section(ch) -> None:
 
 # ---------------------------------------------------------------- list view
 def _warn_if_look_alike(character_id: int) -> None:
-    """The distinctness guard: saved anyway, but the editor hears about a near-twin right away."""
+    """The distinctness guard: saved anyway, but the editor hears about a near-twin right away.
+    A save never waits for the model to load: right after a server start the check is skipped."""
+    if not embedding_spaces.text_embedder_ready():
+        flash("The look-alike check was skipped: the embedding model is still loading. "
+              "Search → Similar characters shows this character's closest neighbours.", "info")
+        return
     try:
         with st.spinner("Checking the cast for look-alikes…"):
             twin = similarity.look_alike(character_id=character_id)

@@ -297,3 +297,22 @@ def test_editor_name_is_asked_once_per_session_not_per_page():
     assert not at.exception
     assert not at.button(key="create_character").disabled
     assert at.sidebar.text_input(key="_editor_name_widget").value == "Eve Editor"
+
+
+def test_creating_a_near_twin_warns_about_the_look_alike(editor):
+    from core import embedding_spaces, embeddings
+
+    embedding_spaces.get_embedder("text-local").load()  # a running server warms the model up at start
+    traits = ["assassin", "hooded", "silent", "obsidian daggers"]
+    characters.create_character(data=CharacterInput(name="Sable Nyx", traits=traits,
+                                                    description="A silent assassin who strikes from the shadows."),
+                                editor=editor)
+    embeddings.embed_characters()
+    at = _page("pages/characters.py")
+    at.text_input(key="new_name").input("Sable Nyxe")
+    at.text_input(key="new_traits").input(", ".join(traits))
+    at.text_area(key="new_description").input("A silent assassin who strikes from shadows.")
+    _click(at, "Create character")
+    assert not at.exception
+    assert any("Very close to **Sable Nyx**" in w.value for w in at.warning)
+    assert characters.count_characters() == 2  # saved anyway: the guard warns, it does not block
