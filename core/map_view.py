@@ -7,11 +7,7 @@ thumbnail preview of the clicked or selected points (see `selected_ids`).
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 
@@ -246,25 +242,11 @@ def export_selection(*, subject_type: str, ids: list[int]) -> tuple[bytes, int]:
         raise ValidationError(f"Unknown subject type '{subject_type}'.")
     with session_scope() as s:
         rows = [dict(r._mapping) for r in s.execute(sa.text(sql), {"ids": ids}).all()]
-    manifest = []
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for r in rows:
-            if not r["path"] or not media.exists(r["path"]):
-                continue
-            ext = r["path"].rsplit(".", 1)[-1]
-            arc = f"{r['slug']}/{subject_type}-{r['id']}-{r['slot']}.{ext}"
-            zf.writestr(arc, media.read_bytes(r["path"]))
-            manifest.append({"file": arc, "character": r["name"], "slug": r["slug"], "subject_type": subject_type,
-                             "subject_id": r["id"], "slot": r["slot"], "run_id": r["run_id"],
-                             "attempt": r["attempt"], "review_status": r["review_status"]})
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(manifest[0]) if manifest else ["file"])
-        writer.writeheader()
-        writer.writerows(manifest)
-        zf.writestr("manifest.csv", out.getvalue())
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2))
-    return buf.getvalue(), len(manifest)
+    return media.zip_with_manifest([
+        (f"{r['slug']}/{subject_type}-{r['id']}-{r['slot']}.{(r['path'] or '').rsplit('.', 1)[-1]}", r["path"], {
+            "character": r["name"], "slug": r["slug"], "subject_type": subject_type, "subject_id": r["id"],
+            "slot": r["slot"], "run_id": r["run_id"], "attempt": r["attempt"], "review_status": r["review_status"],
+        }) for r in rows])
 
 
 def grid_pages(n: int, per_page: int) -> int:

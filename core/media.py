@@ -73,3 +73,29 @@ def remove(*rel_paths: str) -> None:
 
 def character_dir(slug: str) -> str:
     return f"characters/{slug}"
+
+
+def zip_with_manifest(entries: list[tuple[str, str, dict]]) -> tuple[bytes, int]:
+    """(archive name, media path, manifest row) → a zip of the files that exist, plus manifest.csv and
+    manifest.json describing exactly those; returns the bytes and how many files went in.
+    One writer for every export (review's approved set, the map's selection)."""
+    import csv
+    import io
+    import json
+    import zipfile
+
+    manifest = []
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for arcname, rel_path, row in entries:
+            if not rel_path or not exists(rel_path):
+                continue
+            zf.writestr(arcname, read_bytes(rel_path))
+            manifest.append({"file": arcname, **row})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(manifest[0]) if manifest else ["file"])
+        writer.writeheader()
+        writer.writerows(manifest)
+        zf.writestr("manifest.csv", out.getvalue())
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2, default=str))
+    return buf.getvalue(), len(manifest)

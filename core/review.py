@@ -5,10 +5,6 @@ The "latest attempt" of a slot is the variation with the highest id for that
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import zipfile
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -214,28 +210,12 @@ def export_approved(*, character_ids: list[int] | None = None) -> tuple[bytes, i
         q = q.where(Character.id.in_(character_ids))
     with session_scope() as s:
         rows = [r._mapping for r in s.execute(q).all()]
-    manifest = []
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for m in rows:
-            if not m["path"] or not media.exists(m["path"]):
-                continue
-            ext = m["path"].rsplit(".", 1)[-1]
-            arc = f"{m['slug']}/{m['slot_key']}.{ext}"
-            zf.writestr(arc, media.read_bytes(m["path"]))
-            manifest.append({
-                "file": arc, "character": m["name"], "slug": m["slug"], "slot": m["slot_key"], "run_id": m["run_id"],
-                "attempt": m["attempt"], "seed": m["seed"], "provider": m["provider"], "model": m["model"],
-                "template_version": m["template_version"], "template_layer": m["template_layer"],
-                "cost_usd": str(m["cost_usd"] if m["cost_usd"] is not None else Decimal(0)),
-                "reviewed_by": m["reviewed_by"], "reviewed_at": m["reviewed_at"].isoformat() if m["reviewed_at"] else None,
-                "prompt": m["rendered_prompt"],
-            })
-        out = io.StringIO()
-        fields = list(manifest[0]) if manifest else ["file"]
-        writer = csv.DictWriter(out, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(manifest)
-        zf.writestr("manifest.csv", out.getvalue())
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2))
-    return buf.getvalue(), len(manifest)
+    return media.zip_with_manifest([
+        (f"{m['slug']}/{m['slot_key']}.{(m['path'] or '').rsplit('.', 1)[-1]}", m["path"], {
+            "character": m["name"], "slug": m["slug"], "slot": m["slot_key"], "run_id": m["run_id"],
+            "attempt": m["attempt"], "seed": m["seed"], "provider": m["provider"], "model": m["model"],
+            "template_version": m["template_version"], "template_layer": m["template_layer"],
+            "cost_usd": str(m["cost_usd"] if m["cost_usd"] is not None else Decimal(0)),
+            "reviewed_by": m["reviewed_by"], "reviewed_at": m["reviewed_at"].isoformat() if m["reviewed_at"] else None,
+            "prompt": m["rendered_prompt"],
+        }) for m in rows])
