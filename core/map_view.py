@@ -15,9 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import sqlalchemy as sa
 
-from core import media, review, tags
+from core import media, review, subject_info, tags
 from core.errors import ValidationError
-from core.shots import shot_list
 from db.engine import session_scope
 
 # Colour-by options per subject type (data, not code paths): label shown -> column of the frame.
@@ -53,51 +52,19 @@ def load_points(*, projection_id: int, space: str, subject_type: str) -> pd.Data
         return df.assign(name=[], slot=[], thumb=[], style=[], review=[], run=[], character_id=[], tag=[],
                          cluster_label=[], traits=[])
     ids = df["subject_id"].tolist()
-    info = _subject_info(subject_type, ids)
-    df["character_id"] = [info.get(i, {}).get("character_id") for i in ids]
+    info = subject_info.describe(subject_type=subject_type, ids=ids)
+    df["character_id"] = [info[i].character_id if i in info else None for i in ids]
     for col in ("name", "slot", "thumb", "style", "review", "run"):
-        df[col] = [info.get(i, {}).get(col, "") for i in ids]
-    if subject_type == "character":
-        avatars = review.avatar_paths(ids)
-        df["thumb"] = [avatars.get(i, "") for i in ids]
+        df[col] = [getattr(info[i], col) if i in info else "" for i in ids]
     tag_lists = tags.tags_for(subject_type=subject_type, subject_ids=ids)  # strongest (manual) first
     df["tag"] = [(tag_lists.get(i) or ["untagged"])[0] for i in ids]
-    traits = [list(info.get(i, {}).get("traits") or []) + tag_lists.get(i, []) for i in ids]
+    traits = [list(info[i].traits if i in info else ()) + tag_lists.get(i, []) for i in ids]
     df["traits"] = traits
     labels = cluster_labels(df["cluster"].tolist(), traits)
     df["cluster_label"] = [labels[c] for c in df["cluster"]]
     # unknown subjects (deleted since the fit) still show, named by id
     df.loc[df["name"] == "", "name"] = [f"#{i}" for i in df.loc[df["name"] == "", "subject_id"]]
     return df
-
-
-def _subject_info(subject_type: str, ids: list[int]) -> dict[int, dict]:
-    slot_labels = {s.key: s.label for s in shot_list()}
-    if subject_type == "character":
-        sql = ("select c.id, c.id as character_id, c.name, '' as slot, '' as thumb, coalesce(st.name, 'no style') "
-               "as style, '' as review, '' as run, c.traits from character c left join style st on st.id = c.style_id "
-               "where c.id = any(:ids)")
-    elif subject_type == "reference":
-        sql = ("select r.id, r.character_id, c.name, 'reference' as slot, r.thumb_path as thumb, "
-               "coalesce(st.name, 'no style') as style, '' as review, '' as run, c.traits from reference_image r "
-               "join character c on c.id = r.character_id left join style st on st.id = c.style_id "
-               "where r.id = any(:ids)")
-    elif subject_type == "variation":
-        sql = ("select v.id, v.character_id, c.name, v.slot_key as slot, coalesce(v.thumb_path, '') as thumb, "
-               "coalesce(st.name, 'no style') as style, v.review_status as review, 'run #' || v.run_id as run, "
-               "c.traits from variation v join character c on c.id = v.character_id "
-               "left join style st on st.id = c.style_id where v.id = any(:ids)")
-    else:
-        raise ValidationError(f"Unknown subject type '{subject_type}'.")
-    with session_scope() as s:
-        rows = s.execute(sa.text(sql), {"ids": ids}).all()
-    out = {}
-    for r in rows:
-        d = dict(r._mapping)
-        if subject_type == "variation":
-            d["slot"] = slot_labels.get(d["slot"], d["slot"])
-        out[d.pop("id")] = d
-    return out
 
 
 def cluster_labels(clusters: list[int], terms: list[list[str]]) -> dict[int, str]:

@@ -212,38 +212,24 @@ class HitCard:
 
 def hit_cards(hits: list[Hit]) -> list[HitCard]:
     """Titles, thumbnails and tags for a result list (subjects deleted since they were embedded are dropped)."""
-    from core import review, tags
+    from core import subject_info, tags
 
     by_type: dict[str, list[int]] = {}
     for h in hits:
         by_type.setdefault(h.subject_type, []).append(h.subject_id)
-    info: dict[tuple[str, int], tuple[str, str, str | None, int | None]] = {}
-    with session_scope() as s:
-        if by_type.get("character"):
-            rows = s.execute(sa.text(
-                "select c.id, c.name, coalesce(st.name, 'no style') from character c "
-                "left join style st on st.id = c.style_id where c.id = any(:ids)"), {"ids": by_type["character"]}).all()
-            avatars = review.avatar_paths([r[0] for r in rows])
-            info.update({("character", cid): (name, style, avatars.get(cid), cid) for cid, name, style in rows})
-        if by_type.get("reference"):
-            rows = s.execute(sa.text(
-                "select r.id, c.name, r.caption, r.thumb_path, c.id from reference_image r "
-                "join character c on c.id = r.character_id where r.id = any(:ids)"), {"ids": by_type["reference"]}).all()
-            info.update({("reference", rid): (name, f"reference · {cap[:40]}" if cap else "reference", thumb, cid)
-                         for rid, name, cap, thumb, cid in rows})
-        if by_type.get("variation"):
-            from core import shots
-
-            labels = {x.key: x.label for x in shots.shot_list()}
-            rows = s.execute(sa.text(
-                "select v.id, c.name, v.slot_key, v.review_status, v.thumb_path, c.id from variation v "
-                "join character c on c.id = v.character_id where v.id = any(:ids)"), {"ids": by_type["variation"]}).all()
-            info.update({("variation", vid): (name, f"{labels.get(slot, slot)} · {state}", thumb, cid)
-                         for vid, name, slot, state, thumb, cid in rows})
+    info = {t: subject_info.describe(subject_type=t, ids=ids) for t, ids in by_type.items()}
     tag_map = {t: tags.tags_for(subject_type=t, subject_ids=ids) for t, ids in by_type.items()}
-    return [HitCard(h.subject_type, h.subject_id, h.similarity, *info[(h.subject_type, h.subject_id)][:3],
-                    info[(h.subject_type, h.subject_id)][3], tuple(tag_map[h.subject_type].get(h.subject_id, [])))
-            for h in hits if (h.subject_type, h.subject_id) in info]
+    cards = []
+    for h in hits:
+        i = info[h.subject_type].get(h.subject_id)
+        if i is None:
+            continue
+        subtitle = {"character": i.style,
+                    "reference": f"reference · {i.caption[:40]}" if i.caption else "reference",
+                    "variation": f"{i.slot} · {i.review}"}[h.subject_type]
+        cards.append(HitCard(h.subject_type, h.subject_id, h.similarity, i.name, subtitle, i.thumb or None,
+                             i.character_id, tuple(tag_map[h.subject_type].get(h.subject_id, []))))
+    return cards
 
 
 DISTINCT_THRESHOLD = 0.8  # MiniLM cosine; the demo cast's closest pair is 0.66, a renamed copy scores ~0.86
