@@ -94,8 +94,7 @@ def get_variation(*, variation_id: int) -> Variation:
     return v
 
 
-def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
-           note: str = "") -> Variation:
+def _checked_decision(decision: str, reason_codes: list[str] | None, note: str) -> list[str]:
     if decision not in ("approved", "rejected", "unreviewed"):
         raise ValidationError(f"Unknown decision '{decision}'.")
     codes = list(dict.fromkeys(reason_codes or []))
@@ -106,6 +105,12 @@ def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: lis
         raise ValidationError("Pick at least one reason to reject: it goes into the next attempt's prompt.")
     if len(note) > NOTE_MAX:
         raise ValidationError(f"The note is {len(note)} characters; the limit is {NOTE_MAX}.")
+    return codes
+
+
+def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
+           note: str = "") -> Variation:
+    codes = _checked_decision(decision, reason_codes, note)
     with session_scope() as s:
         v = require(s.get(Variation, variation_id), f"Variation #{variation_id} does not exist.")
         if v.status != "completed":
@@ -127,6 +132,19 @@ def bulk_approve(*, variation_ids: list[int], reviewer: str) -> int:
             sa.update(Variation).where(Variation.id.in_(variation_ids), Variation.status == "completed",
                                        Variation.review_status == "unreviewed")
             .values(review_status="approved", reviewed_by=reviewer, reviewed_at=utcnow(), reason_codes=[])
+            .returning(Variation.id))
+        return len(res.all())
+
+
+def bulk_reject(*, variation_ids: list[int], reviewer: str, reason_codes: list[str], note: str = "") -> int:
+    """Rejects the completed ones among `variation_ids` with the same reasons; returns how many
+    (images still generating or failed are left alone, as a single review would refuse them)."""
+    codes = _checked_decision("rejected", reason_codes, note)
+    with session_scope() as s:
+        res = s.execute(
+            sa.update(Variation).where(Variation.id.in_(variation_ids), Variation.status == "completed")
+            .values(review_status="rejected", reason_codes=codes, review_note=note.strip(), reviewed_by=reviewer,
+                    reviewed_at=utcnow())
             .returning(Variation.id))
         return len(res.all())
 

@@ -3,16 +3,13 @@
 Projections are computed by a background job (core.projection); this page only reads stored
 coordinates, so a cached 10k-point map renders in well under the 2 s budget.
 """
-import logging
-
 import streamlit as st
 
-from core import map_view, projection, review
+from core import map_view, projection, review, tags
 from core.generation import REASON_CODES
 from core.projection import ProjectionParams
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
-log = logging.getLogger(__name__)
 GRID_PER_PAGE = 24
 GRID_COLUMNS = 6
 SEL_KEY = "map_selection"  # {"sig": figure signature, "ids": [...]}: survives a redrawn figure
@@ -145,7 +142,8 @@ elif kept["sig"] == sig:
     kept = {"sig": sig, "ids": []}  # same figure, empty selection: the editor cleared it
 # else: the figure was redrawn (new colours, tags, review states), which resets Plotly's selection; keep ours
 st.session_state[SEL_KEY] = kept
-selected = [i for i in kept["ids"] if i in set(df["subject_id"].tolist())]
+on_map = set(df["subject_id"].tolist())
+selected = [i for i in kept["ids"] if i in on_map]
 
 rows = df.set_index("subject_id")
 
@@ -190,8 +188,6 @@ with a_tag:
     tag_name = st.text_input("Tag", key="map_tag_name", placeholder="e.g. winter palette")
     if st.button(f"Tag {len(selected)}", disabled=not editor, key="map_tag_apply"):
         try:
-            from core import tags
-
             n = tags.apply_tag(subject_type=subject_type, subject_ids=selected, tag_name=tag_name, editor=editor)
             flash(f"Tagged {n} with “{tag_name.strip()}”.")
             st.rerun()
@@ -211,17 +207,14 @@ with a_review:
                                  key="map_reject_reasons")
         if b2.button(f"Reject {len(selected)}", disabled=not editor or not reasons, key="map_reject",
                      help="Pick at least one reason first: it goes into the next attempt's prompt."):
-            done, skipped = 0, []
-            for vid in selected:
-                try:
-                    review.review(variation_id=vid, decision="rejected", reviewer=editor, reason_codes=reasons)
-                    done += 1
-                except Exception as err:  # e.g. still generating: report per image, keep going
-                    log.info("map reject skipped variation %s: %s", vid, err)
-                    skipped.append(str(err))
-            flash(f"Rejected {done}." + (f" Skipped {len(skipped)}: {skipped[0]}" if skipped else ""),
-                  "success" if not skipped else "warning")
-            st.rerun()
+            try:
+                n = review.bulk_reject(variation_ids=selected, reviewer=editor, reason_codes=reasons)
+                skipped = len(selected) - n
+                flash(f"Rejected {n}." + (f" Skipped {skipped} not yet completed." if skipped else ""),
+                      "warning" if skipped else "success")
+                st.rerun()
+            except Exception as err:
+                report(err)
     else:
         st.caption("Approve / reject works on variation maps.")
 with a_export:

@@ -83,3 +83,16 @@ def test_only_completed_images_can_be_reviewed(editor):
     pending = generation.run_status(run_id=req.run_id).slots[0]
     with pytest.raises(ValidationError, match="Only completed"):
         review.review(variation_id=pending.id, decision="approved", reviewer=editor)
+
+
+def test_bulk_reject_needs_a_reason_and_leaves_unfinished_slots_alone(cast, editor):
+    a, b, ink, runs = cast
+    ids = [c.variation_id for c in review.coverage()[0].cells.values()]
+    with pytest.raises(ValidationError, match="at least one reason"):
+        review.bulk_reject(variation_ids=ids, reviewer=editor, reason_codes=[])
+    generation.regenerate(run_id=runs[0].run_id, requested_by=editor, slot_keys=["portrait_side"])
+    pending = review.attempts(character_id=a.id, slot_key="portrait_side")[0]  # queued, not generated yet
+    assert pending.status == "pending"
+    assert review.bulk_reject(variation_ids=ids + [pending.id], reviewer=editor, reason_codes=["wrong_outfit"]) == 10
+    assert review.get_variation(variation_id=pending.id).review_status == "unreviewed"
+    assert {review.get_variation(variation_id=i).reason_codes[0] for i in ids} == {"wrong_outfit"}
