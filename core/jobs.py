@@ -90,15 +90,19 @@ def request_embedding(*, subject_type: str, ids: list[int], spaces: list[str] | 
         return None
 
 
-def pending_jobs(*task_names: str) -> int:
-    """Jobs of these tasks waiting or running: pages use it to keep a live view refreshing."""
+def pending_jobs(*task_names: str, args: dict[str, str] | None = None) -> int:
+    """Jobs of these tasks waiting or running (those whose arguments contain `args`, when given):
+    pages use it to keep a live view refreshing."""
+    import json
+
     import sqlalchemy as sa
 
     from db.engine import session_scope
 
     with session_scope() as s:
         return s.execute(sa.text("select count(*) from procrastinate_jobs where task_name = any(:t) "
-                                 "and status in ('todo', 'doing')"), {"t": list(task_names)}).scalar_one()
+                                 "and status in ('todo', 'doing') and args @> cast(:a as jsonb)"),
+                         {"t": list(task_names), "a": json.dumps(args or {})}).scalar_one()
 
 
 PROJECTION_QUEUE = "projections"

@@ -97,11 +97,6 @@ class VectorSet:
     vectors: np.ndarray  # float32 (n, dims)
 
 
-def _decode(buf: bytes) -> np.ndarray:
-    """pgvector's binary format: int16 dims, int16 unused, then dims big-endian float32."""
-    return np.frombuffer(buf, dtype=">f4", offset=4).astype(np.float32)
-
-
 def load_vectors(*, space: str, subject_type: str, ids: list[int] | None = None) -> VectorSet:
     """Current vectors of a set, read in binary (text parsing 50k × 384 floats takes seconds)."""
     sql = ("select subject_id, content_hash, vector from embedding where space = %s and subject_type = %s "
@@ -111,8 +106,11 @@ def load_vectors(*, space: str, subject_type: str, ids: list[int] | None = None)
         sql += " and subject_id = any(%s)"
         args.append(list(ids))
     sql += " order by subject_id"
+    from pgvector.psycopg import register_vector
+
     raw = get_engine().raw_connection()
     try:
+        register_vector(raw.driver_connection)  # the pgvector package's binary loader
         with raw.driver_connection.cursor(binary=True) as cur:
             cur.execute(sql, args)
             rows = cur.fetchall()
@@ -122,7 +120,7 @@ def load_vectors(*, space: str, subject_type: str, ids: list[int] | None = None)
     if not rows:
         return VectorSet(np.zeros(0, dtype=np.int64), [], np.zeros((0, 0), dtype=np.float32))
     return VectorSet(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows],
-                     np.vstack([_decode(r[2]) for r in rows]))
+                     np.vstack([r[2].to_numpy() for r in rows]).astype(np.float32))
 
 
 def available_sets() -> list[dict]:
@@ -468,17 +466,9 @@ def _set_lock(space: str, subject_type: str) -> str:
 
 def job_pending(*, space: str, subject_type: str) -> bool:
     """A fit or placement for this set is waiting or running in the queue."""
-    with session_scope() as s:
-        return bool(s.execute(sa.text(
-            "select exists(select 1 from procrastinate_jobs where task_name = :t and status in ('todo','doing') "
-            "and args->>'space' = :s and args->>'subject_type' = :st)"),
-            {"t": _task_name(), "s": space, "st": subject_type}).scalar_one())
+    from core import jobs
 
-
-def _task_name() -> str:
-    from core.jobs import COMPUTE_PROJECTION
-
-    return COMPUTE_PROJECTION
+    return jobs.pending_jobs(jobs.COMPUTE_PROJECTION, args={"space": space, "subject_type": subject_type}) > 0
 
 
 def request_fit(*, space: str, subject_type: str, params: ProjectionParams, editor: str) -> Projection | None:
