@@ -21,12 +21,12 @@ WORDS = ("storm mage silver hair tinker spectacles assassin hooded knight archer
 
 def main() -> None:
     bench_database("bench_embed")
-    from core import characters, embeddings
+    from core import characters, embedding_spaces, embeddings
     from core.characters import CharacterInput
 
     rng = random.Random(7)
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))) for _ in range(N_TEXTS)]
-    emb = embeddings.get_embedder("text-local")
+    emb = embedding_spaces.get_embedder("text-local")
     t0 = time.perf_counter()
     emb.embed(texts[:32])
     load_s = time.perf_counter() - t0

@@ -19,8 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from core import shots
-from core.embedding_spaces import (IMAGE_LOCAL, SPACE_CLASSES, TEXT_LOCAL, TEXT_OPENAI, Embedder, dims_of,
-                                   get_embedder, text_space)
+from core.embedding_spaces import IMAGE_LOCAL, SPACE_CLASSES, Embedder, dims_of, get_embedder, text_space
 from core.errors import ValidationError
 from db.engine import session_scope
 from db.models import Character, ReferenceImage, Style, Variation
@@ -33,8 +32,6 @@ SUBJECT_LABELS = {"character": "Characters", "reference": "Reference images", "v
 IMAGE_TYPES = ("reference", "variation")
 CHUNK = 256  # subjects per hash check + model call + commit: progress shows, and one failure costs one chunk
 STATUS_ORDER = ("missing", "queued", "stale", "failed", "current")
-
-__all__ = ["IMAGE_LOCAL", "TEXT_LOCAL", "TEXT_OPENAI", "get_embedder", "dims_of", "text_space"]
 
 
 def spaces_for(subject_type: str) -> list[str]:
@@ -314,8 +311,11 @@ def backfill() -> EmbedReport:
 # ---------------------------------------------------------------- status
 def status_rows(*, subject_type: str, space: str) -> list[dict]:
     """One row per subject: missing / queued / stale (content changed since) / failed / current."""
+    return _status_rows(subject_type, space, subjects(subject_type=subject_type))
+
+
+def _status_rows(subject_type: str, space: str, subs: list[Subject]) -> list[dict]:
     emb_model = SPACE_CLASSES[space].model_id
-    subs = subjects(subject_type=subject_type)
     items = contents(subs, space)
     with session_scope() as s:
         rows = {r.subject_id: r for r in s.execute(sa.text(
@@ -346,12 +346,18 @@ def character_status(*, space: str | None = None) -> list[dict]:
     return status_rows(subject_type="character", space=space or text_space())
 
 
-def status_overview() -> list[dict]:
-    """Counts per (subject type, space) for the summary table."""
-    out = []
+def status_all() -> dict[tuple[str, str], list[dict]]:
+    """Status rows of every (subject type, space) set; each type's subjects are read once for all its spaces."""
+    out = {}
     for subject_type in SUBJECT_TYPES:
+        subs = subjects(subject_type=subject_type)
         for space in spaces_for(subject_type):
-            rows = status_rows(subject_type=subject_type, space=space)
-            out.append({"subject_type": subject_type, "space": space, "total": len(rows),
-                        **{st: sum(r["status"] == st for r in rows) for st in STATUS_ORDER}})
+            out[(subject_type, space)] = _status_rows(subject_type, space, subs)
     return out
+
+
+def status_overview(all_rows: dict[tuple[str, str], list[dict]] | None = None) -> list[dict]:
+    """Counts per (subject type, space) for the summary table."""
+    return [{"subject_type": subject_type, "space": space, "total": len(rows),
+             **{st: sum(r["status"] == st for r in rows) for st in STATUS_ORDER}}
+            for (subject_type, space), rows in (all_rows or status_all()).items()]

@@ -18,7 +18,8 @@ running = jobs.pending_jobs(*jobs.EMBED_TASKS) > 0
 
 @st.fragment(run_every=2 if running else None)
 def status_view() -> None:
-    overview = embeddings.status_overview()
+    all_rows = embeddings.status_all()
+    overview = embeddings.status_overview(all_rows)
     total = sum(r["total"] for r in overview)
     if total == 0:
         st.info("Nothing to embed yet. Create characters (or load the demo cast on the Overview page); "
@@ -49,7 +50,7 @@ def status_view() -> None:
     space = c2.selectbox("Space", embeddings.spaces_for(subject_type), format_func=embedding_spaces.SPACE_LABELS.get,
                          key="emb_space")
     show = c3.multiselect("Status", list(embeddings.STATUS_ORDER), key="emb_status_filter")
-    rows = embeddings.status_rows(subject_type=subject_type, space=space)
+    rows = all_rows[(subject_type, space)]
     by_status = {s: [r["subject_id"] for r in rows if r["status"] == s] for s in embeddings.STATUS_ORDER}
     actions = (("missing", "Embed missing"), ("stale", "Re-embed stale"), ("failed", "Retry failed"))
     for col, (status, label) in zip(st.columns(len(actions)), actions):
