@@ -147,7 +147,7 @@ def assign(*, subject_type: str, ids: list[int] | None = None) -> None:
     space = text_space()
     d = dims_of(space)
     dist = f"cosine_distance(e.vector::vector({d}), t.vector::vector({d}))"
-    scope = "" if ids is None else " and subject_id = any(:ids)"
+    scope, e_scope = ("", "") if ids is None else (" and subject_id = any(:ids)", " and e.subject_id = any(:ids)")
     params = {"s": space, "t": subject_type, "ids": ids, "th": TAG_THRESHOLD, "n": MAX_AUTO_TAGS,
               "margin": TAG_MARGIN}
     with session_scope() as s:
@@ -160,7 +160,7 @@ def assign(*, subject_type: str, ids: list[int] | None = None) -> None:
                        max(1 - {dist}) over (partition by e.subject_id) as best
                 from embedding e
                 join embedding t on t.space = e.space and t.subject_type = 'tag' and t.vector is not null
-                where e.space = :s and e.subject_type = :t and e.vector is not null{scope.replace('subject_id', 'e.subject_id')}
+                where e.space = :s and e.subject_type = :t and e.vector is not null{e_scope}
             ) x where sim >= :th and sim >= best - :margin and rn <= :n
             on conflict (subject_type, subject_id, tag_id) do nothing
         """), params)
