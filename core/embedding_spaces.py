@@ -175,5 +175,5 @@ def text_embedder_ready() -> bool:
 
 def warm_up() -> None:
     """Load the local text model in a background thread so the first search or save doesn't wait for it."""
-    if text_space() == TEXT_LOCAL:
+    if text_space() == TEXT_LOCAL and get_settings().embedding_warmup:
         threading.Thread(target=get_embedder(TEXT_LOCAL).load, name="embed-warmup", daemon=True).start()

@@ -42,7 +42,9 @@ def _free_port() -> int:
 @contextmanager
 def streamlit_server(extra_env: dict[str, str] | None = None):
     port = _free_port()
-    env = dict(os.environ, **(extra_env or {}))
+    # each test starts its own server: loading torch in the background of every one of them would slow the
+    # first page of each test by seconds on a cold machine (the look-alike check is skipped, with a note)
+    env = {**os.environ, "EMBEDDING_WARMUP": "false", **(extra_env or {})}
     log = open(ARTIFACTS.joinpath(f"streamlit-{port}.log"), "w") if ARTIFACTS.mkdir(exist_ok=True) is None else None
     proc = subprocess.Popen(
         [sys.executable, "workbench.py", "streamlit", "--server.port", str(port), "--server.headless", "true",
