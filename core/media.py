@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path, PurePosixPath
 
 from core.errors import ValidationError
@@ -35,10 +35,15 @@ def resolve(rel_path: str) -> Path:
 
 
 def write_atomic(rel_path: str, data: bytes) -> Path:
-    """Write to a temp file in the same folder, fsync, then rename over the target."""
+    """Write to a temp file in the same folder, fsync, then rename over the target.
+
+    The temp file is created with mode 0o666 and the kernel applies the process umask, so stored
+    files get the usual group/world-readable modes (tempfile.mkstemp would make them 0600, which a
+    worker running as another user on shared storage could not read)."""
     target = resolve(rel_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
+    tmp = target.parent / f".tmp-{secrets.token_hex(8)}{target.suffix}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -46,10 +51,7 @@ def write_atomic(rel_path: str, data: bytes) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
     return target
 

@@ -1,27 +1,33 @@
-"""Reference images of a character: verified, stored atomically, then recorded.
+"""Reference images of a character: verified, re-encoded, stored atomically, then recorded.
 
-Order matters: file and thumbnail are written first, the row commits second;
-when the row cannot commit the files are removed again, so there is never a
-row without a file nor a file without a row.
+Order matters: file and thumbnail are written first, the row commits second; when anything
+fails the files this attempt wrote are removed again, so there is never a row without a file
+nor a file without a row. Every attempt writes under its own paths (digest + random token):
+two uploads of the same bytes never share a file, so one attempt's cleanup can never delete
+the file the other attempt's row points at, and a delete racing an upload of the same image
+cannot either. Uploads to one character are serialised by an advisory lock, so the second of
+two identical uploads meets the first one's committed row and hears "already a reference".
 """
 from __future__ import annotations
 
 import logging
+import secrets
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from core import media
-from core.errors import DuplicateError, ValidationError, require
-from core.images import inspect_image, make_thumbnail
+from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
+from core.images import check_filename, prepare_for_storage
 from core.settings import get_settings
 from core.urlfetch import fetch_image_bytes
 from db.engine import session_scope
-from db.models import Character, ReferenceImage
+from db.models import Character, ReferenceImage, utcnow
 
 log = logging.getLogger(__name__)
 CAPTION_MAX = 1000
+_LOCK_CLASS = 7_310_001  # pg_advisory_xact_lock(class, character_id): reference uploads of one character
 
 
 def list_references(*, character_id: int) -> list[ReferenceImage]:
@@ -30,54 +36,65 @@ def list_references(*, character_id: int) -> list[ReferenceImage]:
         return list(s.exec(q.order_by(ReferenceImage.position, ReferenceImage.id)).all())
 
 
+def _check_text(caption: str, alt_text: str) -> tuple[str, str]:
+    for label, value in (("Caption", caption), ("Alt text", alt_text)):
+        if len(value or "") > CAPTION_MAX:
+            raise ValidationError(f"{label} is {len(value)} characters; the limit is {CAPTION_MAX}.")
+    return (caption or "").strip(), (alt_text or "").strip()
+
+
 def _store(
     *, character_id: int, data: bytes, filename: str | None, claimed_mime: str | None, source: str,
     source_url: str | None, editor: str, caption: str = "", alt_text: str = "",
 ) -> ReferenceImage:
     settings = get_settings()
-    info = inspect_image(
+    caption, alt_text = _check_text(caption, alt_text)
+    stored = prepare_for_storage(
         data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
-        filename=filename, claimed_mime=claimed_mime,
+        thumb_size=settings.thumbnail_size, filename=filename, claimed_mime=claimed_mime,
     )
-    digest = media.sha256_hex(data)
+    filename = check_filename(filename)
+    digest = media.sha256_hex(stored.data)  # of what is stored (and served back), not of the upload
+    written: list[str] = []
     with session_scope() as s:
         ch = require(s.get(Character, character_id), f"Character #{character_id} does not exist.")
         if ch.archived:
             raise ValidationError(f"'{ch.name}' is archived; restore it before adding reference images.")
+        s.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_CLASS, character_id)))
         dup = s.exec(
             select(ReferenceImage).where(ReferenceImage.character_id == character_id, ReferenceImage.sha256 == digest)
         ).first()
         if dup:
             raise DuplicateError(f"This image is already a reference of '{ch.name}' (added {dup.created_at:%Y-%m-%d}).")
-        base = f"{media.character_dir(ch.slug)}/references/{digest[:16]}"
-        rel, thumb = f"{base}.{info.extension}", f"{base}.thumb.webp"
-        position = s.execute(
-            sa.select(sa.func.coalesce(sa.func.max(ReferenceImage.position), -1) + 1)
-            .where(ReferenceImage.character_id == character_id)
-        ).scalar_one()
-        media.write_atomic(rel, data)
-        media.write_atomic(thumb, make_thumbnail(data, size=settings.thumbnail_size))
-        ref = ReferenceImage(
-            character_id=character_id, path=rel, thumb_path=thumb, sha256=digest, width=info.width,
-            height=info.height, mime=info.mime, byte_size=info.byte_size, caption=caption.strip()[:CAPTION_MAX],
-            alt_text=alt_text.strip()[:CAPTION_MAX], source=source, source_url=source_url,
-            original_filename=(filename or "")[:255], position=position, created_by=editor,
-        )
+        base = f"{media.character_dir(ch.slug)}/references/{digest[:16]}-{secrets.token_hex(4)}"
+        rel, thumb = f"{base}.{stored.info.extension}", f"{base}.thumb.webp"
         try:
+            position = s.execute(
+                sa.select(sa.func.coalesce(sa.func.max(ReferenceImage.position), -1) + 1)
+                .where(ReferenceImage.character_id == character_id)
+            ).scalar_one()
+            for path, payload in ((rel, stored.data), (thumb, stored.thumbnail)):
+                media.write_atomic(path, payload)
+                written.append(path)
+            ref = ReferenceImage(
+                character_id=character_id, path=rel, thumb_path=thumb, sha256=digest, width=stored.info.width,
+                height=stored.info.height, mime=stored.info.mime, byte_size=stored.info.byte_size, caption=caption,
+                alt_text=alt_text, source=source, source_url=source_url, original_filename=filename or "",
+                position=position, created_by=editor, import_note=" ".join(stored.notes),
+            )
             s.add(ref)
             s.flush()
             s.refresh(ref)
             s.commit()
         except IntegrityError as err:
             s.rollback()
+            media.remove(*written)
             if getattr(getattr(err.orig, "diag", None), "constraint_name", None) == "uq_reference_image_character_sha":
-                # Same digest → same path: the files belong to the row that won the race; keep them.
                 raise DuplicateError(f"This image was just added to '{ch.name}' by someone else.") from None
-            media.remove(rel, thumb)
             raise
         except BaseException:
             s.rollback()
-            media.remove(rel, thumb)
+            media.remove(*written)
             raise
     _request_embedding(ref.id)
     return ref
@@ -112,15 +129,35 @@ def add_reference_url(*, character_id: int, url: str, editor: str, caption: str 
     )
 
 
-def update_reference_text(*, reference_id: int, caption: str, alt_text: str) -> ReferenceImage:
-    for label, value in (("Caption", caption), ("Alt text", alt_text)):
-        if len(value or "") > CAPTION_MAX:
-            raise ValidationError(f"{label} is {len(value)} characters; the limit is {CAPTION_MAX}.")
+def update_reference_text(
+    *, reference_id: int, expected_version: int, caption: str, alt_text: str, editor: str,
+) -> ReferenceImage:
+    """Save caption and alt text if nobody saved this image's text since the form was loaded.
+
+    `expected_version` is the version the editor's form showed; a newer version in the database means
+    someone else saved in between and ConflictError names them (nothing is overwritten)."""
+    caption, alt_text = _check_text(caption, alt_text)
     with session_scope() as s:
+        row = s.execute(
+            sa.update(ReferenceImage)
+            .where(ReferenceImage.id == reference_id, ReferenceImage.version == expected_version)
+            .values(
+                caption=caption, alt_text=alt_text, version=ReferenceImage.version + 1, updated_at=utcnow(),
+                updated_by=editor,
+            ).returning(ReferenceImage.id)
+        ).first()
+        if row is None:
+            current = s.get(ReferenceImage, reference_id)
+            if current is None:
+                raise NotFoundError(f"Reference image #{reference_id} was deleted by someone else.")
+            raise ConflictError(
+                f"The caption of this image was changed by {current.updated_by or 'someone'}"
+                f"{f' at {current.updated_at:%Y-%m-%d %H:%M:%S} UTC' if current.updated_at else ''} "
+                f"(version {current.version}, your form has version {expected_version}). Nothing was overwritten: "
+                "reload to see their text, then apply yours again."
+            )
+        s.commit()
         ref = require(s.get(ReferenceImage, reference_id), f"Reference image #{reference_id} no longer exists.")
-        ref.caption, ref.alt_text = (caption or "").strip(), (alt_text or "").strip()
-        s.add(ref)
-        s.flush()
         s.refresh(ref)
     _request_embedding(reference_id)
     return ref

@@ -86,6 +86,12 @@ class ReferenceImage(SQLModel, table=True):
     position: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     created_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"),
+                         description="Optimistic locking of caption / alt-text edits")
+    updated_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    import_note: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""),
+                             description="What the upload did on purpose, e.g. first frame of an animation kept")
 
     __table_args__ = (
         sa.UniqueConstraint("character_id", "sha256", name="uq_reference_image_character_sha"),

@@ -4,6 +4,7 @@ import logging
 import streamlit as st
 
 from core import ai_functions, characters, embedding_spaces, generation, references, review, similarity, styles
+from core.errors import ConflictError
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
 
 log = logging.getLogger(__name__)
@@ -227,10 +228,12 @@ def reference_section(ch) -> None:
         added = 0
         for f in files or []:
             try:
-                references.add_reference_upload(
+                ref = references.add_reference_upload(
                     character_id=ch.id, data=f.getvalue(), filename=f.name, claimed_mime=f.type, editor=editor
                 )
                 added += 1
+                if ref.import_note:
+                    flash(f"{ref.original_filename}: {ref.import_note}", "info")
             except Exception as err:
                 report(err)
         if added:
@@ -244,8 +247,8 @@ def reference_section(ch) -> None:
     if do_fetch:
         try:
             with st.spinner("Fetching…"):
-                references.add_reference_url(character_id=ch.id, url=url, editor=editor)
-            flash(f"Image from URL added to '{ch.name}'.")
+                ref = references.add_reference_url(character_id=ch.id, url=url, editor=editor)
+            flash(f"Image from URL added to '{ch.name}'." + (f" {ref.import_note}" if ref.import_note else ""))
             st.rerun()
         except Exception as err:
             report(err)
@@ -261,9 +264,13 @@ def reference_section(ch) -> None:
                 st.image(path, caption=f"{ref.width}×{ref.height} {ref.mime.split('/')[-1]} · {ref.source}")
             else:
                 st.warning(f"File missing on disk: {ref.path}")
-            cap_key, alt_key = f"ref_caption_{ref.id}", f"ref_alt_{ref.id}"
-            st.session_state.setdefault(cap_key, ref.caption)
-            st.session_state.setdefault(alt_key, ref.alt_text)
+            if ref.import_note:
+                st.caption(ref.import_note)
+            cap_key, alt_key, ver_key = f"ref_caption_{ref.id}", f"ref_alt_{ref.id}", f"ref_version_{ref.id}"
+            # The version the editor's text was loaded from: a save against an older one is refused.
+            if st.session_state.get(ver_key) is None or cap_key not in st.session_state:
+                st.session_state[cap_key], st.session_state[alt_key] = ref.caption, ref.alt_text
+                st.session_state[ver_key] = ref.version
             if st.button("✨ Suggest caption", key=f"suggest_cap_{ref.id}", disabled=not editor):
                 try:
                     with st.spinner("Captioning…"):
@@ -281,11 +288,24 @@ def reference_section(ch) -> None:
                 delete = c2.form_submit_button("Delete", disabled=not editor or ch.archived)
             if save:
                 try:
-                    references.update_reference_text(reference_id=ref.id, caption=caption, alt_text=alt)
+                    references.update_reference_text(
+                        reference_id=ref.id, expected_version=st.session_state[ver_key], caption=caption,
+                        alt_text=alt, editor=editor,
+                    )
+                    for k in (cap_key, alt_key, ver_key):
+                        st.session_state.pop(k, None)
                     flash("Caption saved.")
                     st.rerun()
                 except Exception as err:
                     report(err)
+                    if isinstance(err, ConflictError):
+                        st.session_state[f"ref_conflict_{ref.id}"] = True
+            if st.session_state.get(f"ref_conflict_{ref.id}") and st.button(
+                    "Reload the saved text", key=f"reload_{ref.id}",
+                    help="Someone else saved this image's text after you opened it: load theirs (yours is dropped)."):
+                for k in (cap_key, alt_key, ver_key, f"ref_conflict_{ref.id}"):
+                    st.session_state.pop(k, None)
+                st.rerun()
             if delete:
                 try:
                     references.delete_reference(reference_id=ref.id)
