@@ -238,7 +238,9 @@ def _encode(img: Image.Image, original: Image.Image, fmt: str, data: bytes, note
     if icc and len(icc) > MAX_ICC_BYTES:
         notes.append(f"Its colour profile ({_human(len(icc))}) exceeds {_human(MAX_ICC_BYTES)} and was dropped.")
         icc = None
-    extra = {"icc_profile": icc} if icc else {}
+    extra: dict = {"icc_profile": icc} if icc else {}
+    if fmt == "JPEG":
+        extra["comment"] = b""  # Pillow would copy the COM marker from the source otherwise
     if fmt == "PNG":
         img.save(out, format="PNG", compress_level=6, **extra)
     elif fmt == "JPEG":
