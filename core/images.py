@@ -23,6 +23,7 @@ from typing import Iterator
 
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from core import media
 from core.errors import ImageRejected
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ MAX_ICC_BYTES = 1024 * 1024
 # also bounds iCCP) and 8 MB together instead of Pillow's 64 MB: a few KB of zTXt must not make
 # every upload cost 64 MB of memory. Set process-wide on purpose: nothing here needs more.
 PngImagePlugin.MAX_TEXT_MEMORY = 8 * PngImagePlugin.MAX_TEXT_CHUNK
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,13 @@ def check_filename(filename: str | None) -> str | None:
     unpaired-surrogate characters (they garble logs and listings, and Postgres refuses NUL) or is too long."""
     if filename is None:
         return None
-    for ch in filename:
-        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
-            shown = "".join("?" if (unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI_CONTROLS)
-                            else c for c in filename)[:80]
-            raise ImageRejected(
-                f"The file name '{shown}' contains the control character U+{ord(ch):04X}"
-                f"{' (' + unicodedata.name(ch, '') + ')' if unicodedata.name(ch, '') else ''}; rename the file."
-            )
+    ch = media.first_control_char(filename)
+    if ch is not None:
+        shown = "".join("?" if media.first_control_char(c) else c for c in filename)[:80]
+        raise ImageRejected(
+            f"The file name '{shown}' contains the control character U+{ord(ch):04X}"
+            f"{' (' + unicodedata.name(ch, '') + ')' if unicodedata.name(ch, '') else ''}; rename the file."
+        )
     name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if len(name) > MAX_FILENAME_CHARS:
         raise ImageRejected(f"The file name is {len(name)} characters long; the limit is {MAX_FILENAME_CHARS}.")

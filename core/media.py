@@ -9,12 +9,26 @@ import hashlib
 import logging
 import os
 import secrets
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 from core.errors import ValidationError
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+
+# Bidi overrides/isolates and marks: they make "evil\u202egnp.png" display as "evilpng.png".
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def first_control_char(text: str) -> str | None:
+    """The first character that never belongs in a file name or URL (C0/C1 controls, DEL, unpaired
+    surrogates, line/paragraph separators, bidi controls), or None."""
+    for ch in text:
+        if ch in BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return ch
+    return None
 
 
 def media_root() -> Path:

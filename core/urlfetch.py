@@ -22,7 +22,6 @@ import re
 import socket
 import ssl
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Callable, Iterable
@@ -31,6 +30,7 @@ from urllib.parse import unquote, urljoin
 import httpcore
 import httpx
 
+from core import media
 from core.errors import FetchError
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def parse_url(url: str) -> httpx.URL:
         raise FetchError("Enter the URL of an image.")
     if len(url) > MAX_URL_CHARS:
         raise FetchError(f"The URL is {len(url)} characters long; the limit is {MAX_URL_CHARS}.")
-    bad = next((c for c in url if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c.isspace()), None)
+    bad = media.first_control_char(url) or next((c for c in url if c.isspace()), None)
     if bad is not None:
         raise FetchError(f"The URL '{_short(url)}' contains a space or control character (U+{ord(bad):04X}).")
     try:
@@ -147,13 +147,13 @@ def parse_url(url: str) -> httpx.URL:
         raise FetchError(f"'{_short(url)}' has no host name.")
     if parsed.userinfo:
         raise FetchError("URLs with a user name or password in them are not accepted.")
+    if "%" in raw_host and ":" in raw_host:
+        raise FetchError(f"'{_short(url)}' names an IPv6 address with a zone id; that is not accepted.")
     if port is not None and not 1 <= port <= 65535:
         raise FetchError(f"'{_short(url)}' has port {port}; ports run from 1 to 65535.")
     try:
         ipaddress.ip_address(raw_host)
     except ValueError:
-        if "%" in raw_host and ":" in raw_host:
-            raise FetchError(f"'{_short(url)}' names an IPv6 address with a zone id; that is not accepted.") from None
         if not _HOSTNAME.match(raw_host):
             raise FetchError(f"'{_short(url)}' has an invalid host name '{_short(unquote(raw_host))}'.") from None
     return parsed

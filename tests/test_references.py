@@ -14,6 +14,7 @@ from core.errors import DuplicateError, FetchError, ImageRejected, ValidationErr
 from db.engine import session_scope
 from db.models import ReferenceImage
 from tests.helpers import image_bytes
+from tests.media_check import assert_media_matches_rows
 
 
 @pytest.fixture
@@ -38,15 +39,21 @@ def test_upload_stores_file_thumbnail_and_hash(character, editor, fmt, name):
         character_id=character.id, data=data, filename=name, claimed_mime=None, editor=editor, caption="front"
     )
     assert ref.path.startswith("characters/ayla-stormwind/references/")
-    assert media.read_bytes(ref.path) == data
-    assert ref.sha256 == media.sha256_hex(data)
+    stored = media.read_bytes(ref.path)  # re-encoded by Pillow, never the upload's own bytes
+    assert ref.sha256 == media.sha256_hex(stored) and ref.byte_size == len(stored)
     assert (ref.width, ref.height) == (640, 480)
+    import io
+
     from PIL import Image
 
+    with Image.open(io.BytesIO(stored)) as im:
+        assert (im.format, im.size) == (fmt, (640, 480))
+        if fmt == "PNG":
+            with Image.open(io.BytesIO(data)) as src:
+                assert im.tobytes() == src.tobytes()
     with Image.open(media.resolve(ref.thumb_path)) as thumb:
         assert max(thumb.size) <= 256
-    # no temp files left behind by the atomic writer
-    assert not [p for p in _media_files() if p.name.startswith(".tmp-")]
+    assert_media_matches_rows()  # no temp files left behind by the atomic writer, nothing orphaned
 
 
 def test_not_an_image_is_refused_and_nothing_written(character, editor):
@@ -130,8 +137,9 @@ def test_caption_edit_and_delete_removes_files(character, editor):
     ref = references.add_reference_upload(
         character_id=character.id, data=image_bytes(), filename="a.png", claimed_mime=None, editor=editor
     )
-    updated = references.update_reference_text(reference_id=ref.id, caption=" side view ", alt_text="Ayla, side")
-    assert (updated.caption, updated.alt_text) == ("side view", "Ayla, side")
+    updated = references.update_reference_text(reference_id=ref.id, expected_version=ref.version,
+                                               caption=" side view ", alt_text="Ayla, side", editor=editor)
+    assert (updated.caption, updated.alt_text, updated.version) == ("side view", "Ayla, side", 2)
     references.delete_reference(reference_id=ref.id)
     assert _media_files() == [] and references.list_references(character_id=character.id) == []
 
@@ -177,7 +185,7 @@ def http_server():
 def test_url_to_loopback_is_refused_by_default(character, editor, http_server):
     base, routes = http_server
     routes["/a.png"] = ("image/png", image_bytes())
-    with pytest.raises(FetchError, match="private, loopback and link-local addresses are blocked"):
+    with pytest.raises(FetchError, match="127.0.0.1 is a loopback address.*are blocked"):
         references.add_reference_url(character_id=character.id, url=f"{base}/a.png", editor=editor)
     for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.1/x.png", "http://[::1]/x.png"):
         with pytest.raises(FetchError, match="blocked"):
@@ -194,7 +202,9 @@ def test_url_fetch_success_when_private_allowed(character, editor, http_server, 
     routes["/img"] = ("image/jpeg", data)
     routes["/moved"] = ("redirect", "/img")
     ref = references.add_reference_url(character_id=character.id, url=f"{base}/moved", editor=editor)
-    assert ref.source == "url" and ref.source_url.endswith("/img") and media.read_bytes(ref.path) == data
+    assert ref.source == "url" and ref.source_url.endswith("/img") and (ref.width, ref.height) == (120, 90)
+    assert ref.mime == "image/jpeg" and ref.sha256 == media.sha256_hex(media.read_bytes(ref.path))
+    assert_media_matches_rows()
 
 
 def test_url_timeout_too_large_and_not_image(character, editor, http_server, settings_override):
