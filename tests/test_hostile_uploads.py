@@ -395,3 +395,26 @@ def test_property_every_hostile_upload_leaves_rows_and_files_matching(character,
     except (ImageRejected, DuplicateError):
         pass
     assert_media_matches_rows()
+
+
+# ------------------------------------------------------------------ the page
+def test_page_stale_caption_edit_shows_who_saved_and_reloads_their_text(character, editor):
+    from tests.test_pages import _page
+
+    ref = _upload(character, editor, image_bytes("PNG"))
+    at = _page("pages/characters.py", character=str(character.id))
+    assert not at.exception
+    references.update_reference_text(reference_id=ref.id, expected_version=1, caption="by Ann", alt_text="",
+                                     editor="Ann")  # someone else saves while this form is open
+    at.text_area(key=f"ref_caption_{ref.id}").input("mine")
+    at.button[[b.label for b in at.button].index("Save text")].click().run()
+    assert not at.exception
+    assert any("changed by Ann" in e.value and "Nothing was overwritten" in e.value for e in at.error)
+    assert not any("Unexpected error" in e.value for e in at.error)
+    assert references.list_references(character_id=character.id)[0].caption == "by Ann"
+    at.button(key=f"reload_{ref.id}").click().run()
+    assert at.text_area(key=f"ref_caption_{ref.id}").value == "by Ann"
+    at.text_area(key=f"ref_caption_{ref.id}").input("mine, after reload")
+    at.button[[b.label for b in at.button].index("Save text")].click().run()
+    now = references.list_references(character_id=character.id)[0]
+    assert (now.caption, now.version, now.updated_by) == ("mine, after reload", 3, editor)
