@@ -4,7 +4,7 @@ import logging
 import streamlit as st
 
 from core import ai_functions, characters, embedding_spaces, generation, references, review, similarity, styles
-from core.errors import ConflictError
+from core.errors import ConflictError, WorkbenchError
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
 
 log = logging.getLogger(__name__)
@@ -395,9 +395,14 @@ def create_form(*, expanded: bool) -> None:
                     references.add_reference_upload(
                         character_id=ch.id, data=f.getvalue(), filename=f.name, claimed_mime=f.type, editor=editor
                     )
-                except Exception as err:
+                except WorkbenchError as err:
                     problems += 1
-                    flash(f"'{f.name}' was not added: {err}", "error")
+                    flash(f"Not added: {err}", "error")
+                except Exception as err:  # noqa: BLE001 - logged; the character itself was created
+                    problems += 1
+                    log.exception("upload of %r for new character %s failed", f.name, ch.id)
+                    flash(f"An image was not added: unexpected error ({err.__class__.__name__}); details are in "
+                          "the server log.", "error")
             flash(f"Created '{ch.name}'" + (f" ({problems} image(s) rejected, see above)." if problems else "."))
             _warn_if_look_alike(ch.id)
             for k in ("new_name", "new_description", "new_traits", "new_notes", "new_name_suggestions"):
