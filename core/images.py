@@ -38,13 +38,19 @@ _MIME_TO_FORMAT = {v: k for k, v in ALLOWED_FORMATS.items()} | {"image/jpg": "JP
 # Named in refusals so "not an image" is specific when it is a known but unaccepted format.
 _MAGIC = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"),
           (b"\0\0\1\0", "ICO"), (b"8BPS", "PSD"), (b"%PDF", "PDF"), (b"%!PS", "PostScript"))
-_OWN_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"WEBP", "WebP"))
 MAX_FILENAME_CHARS = 255
 MAX_ICC_BYTES = 1024 * 1024
 # PNG text chunks (tEXt/zTXt/iTXt) decompress at most 1 MB each (Pillow's MAX_TEXT_CHUNK, which
 # also bounds iCCP) and 8 MB together instead of Pillow's 64 MB: a few KB of zTXt must not make
 # every upload cost 64 MB of memory. Set process-wide on purpose: nothing here needs more.
 PngImagePlugin.MAX_TEXT_MEMORY = 8 * PngImagePlugin.MAX_TEXT_CHUNK
+
+
+def _bomb_warning_is_an_error() -> None:
+    """Pillow's decompression-bomb *warning* (over Image.MAX_IMAGE_PIXELS, 89 MP) is an error here: a server has
+    no one to read it. A process-wide filter, (re)asserted before each inspection because frameworks that record
+    warnings (pytest, some servers) reset the filter list; warnings.catch_warnings per call is not thread-safe."""
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,9 @@ def _refusal(err: BaseException, label: str, stage: str, max_pixels: int) -> Ima
     text = str(err)
     if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return ImageRejected(
-            f"{label} is far beyond the pixel limit of {max_pixels / 1e6:.0f} megapixels: Pillow's decompression-bomb "
-            "guard stopped it before decoding."
+            f"{label} has more pixels than Pillow's decompression-bomb guard allows "
+            f"({(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels; the workbench's limit is {max_pixels / 1e6:.0f}): "
+            "refused before decoding."
         )
     if isinstance(err, ValueError) and ("MAX_TEXT_CHUNK" in text or "MAX_TEXT_MEMORY" in text):
         return ImageRejected(
@@ -129,22 +136,20 @@ def _refusal(err: BaseException, label: str, stage: str, max_pixels: int) -> Ima
 def _pillow_guard(label: str, stage: list[str], max_pixels: int) -> Iterator[None]:
     """Pillow on hostile bytes can raise nearly anything (OSError, SyntaxError, ValueError, struct.error,
     EOFError, IndexError, zlib.error…); every one of them becomes our refusal, logged with its context."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            yield
-        except ImageRejected:
-            raise
-        except Exception as err:  # noqa: BLE001 - the decoder boundary: any failure is a bad file, never a 500
-            log.info("image refused at %s stage (%s): %r", stage[0], label, err)
-            raise _refusal(err, label, stage[0], max_pixels) from None
+    try:
+        yield
+    except ImageRejected:
+        raise
+    except Exception as err:  # noqa: BLE001 - the decoder boundary: any failure is a bad file, never a 500
+        log.info("image refused at %s stage (%s): %r", stage[0], label, err)
+        raise _refusal(err, label, stage[0], max_pixels) from None
 
 
 def _sniff(data: bytes) -> str | None:
     for magic, name in _MAGIC:
         if data.startswith(magic):
             return name
-    if data[:4] == b"RIFF" and data[8:12] != b"WEBP":
+    if data[:4] == b"RIFF" and len(data) >= 12 and data[8:12] != b"WEBP":
         return "RIFF (not WebP)"
     if data[4:8] == b"ftyp":
         return "HEIC/AVIF"
@@ -172,7 +177,8 @@ def _open(data: bytes, label: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
     except UnidentifiedImageError:
-        own = next((name for magic, name in _OWN_MAGIC if data.startswith(magic) or data[8:12] == magic), None)
+        own = ("PNG" if data.startswith(b"\x89PNG\r\n\x1a\n") else "JPEG" if data.startswith(b"\xff\xd8\xff")
+               else "WebP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None)
         if own:
             raise ImageRejected(f"{label} starts like a {own} file but is damaged or truncated inside its header; "
                                 "re-export it.") from None
@@ -183,6 +189,7 @@ def _open(data: bytes, label: str) -> Image.Image:
 
 
 def _precheck(data: bytes, *, max_bytes: int, filename: str | None) -> tuple[str | None, str]:
+    _bomb_warning_is_an_error()
     filename = check_filename(filename)
     label = _label(filename)
     if not data:

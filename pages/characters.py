@@ -215,6 +215,16 @@ def run_panel(run_id: int, *, live: bool, archived: bool) -> None:
     _panel()
 
 
+def _flash_upload_error(err: Exception, character_id: int) -> None:
+    """An upload refused: our message as written, anything else logged and summarised (shown after a rerun)."""
+    if isinstance(err, WorkbenchError):
+        flash(f"Not added: {err}", "error")
+    else:
+        log.error("reference upload for character %s failed", character_id, exc_info=err)
+        flash(f"An image was not added: unexpected error ({err.__class__.__name__}); details are in the server log.",
+              "error")
+
+
 def reference_section(ch) -> None:
     refs = references.list_references(character_id=ch.id)
     can_add = bool(editor) and not ch.archived
@@ -234,13 +244,14 @@ def reference_section(ch) -> None:
                 added += 1
                 if ref.import_note:
                     flash(f"{ref.original_filename}: {ref.import_note}", "info")
-            except Exception as err:
-                report(err)
+            except Exception as err:  # noqa: BLE001 - shown after the rerun below (ours as written, others logged)
+                _flash_upload_error(err, ch.id)
         if added:
             flash(f"{added} reference image(s) added to '{ch.name}'.")
             st.rerun()
         elif not files:
             st.warning("Choose one or more image files first.")
+        show_flashes()
     with add_cols[1].form(f"url_{ch.id}", clear_on_submit=True):
         url = st.text_input("Image URL", placeholder="https://…/image.png")
         do_fetch = st.form_submit_button("Fetch and add", disabled=not can_add)
@@ -395,14 +406,9 @@ def create_form(*, expanded: bool) -> None:
                     references.add_reference_upload(
                         character_id=ch.id, data=f.getvalue(), filename=f.name, claimed_mime=f.type, editor=editor
                     )
-                except WorkbenchError as err:
+                except Exception as err:  # noqa: BLE001 - the character itself was created; shown after the rerun
                     problems += 1
-                    flash(f"Not added: {err}", "error")
-                except Exception as err:  # noqa: BLE001 - logged; the character itself was created
-                    problems += 1
-                    log.exception("upload of %r for new character %s failed", f.name, ch.id)
-                    flash(f"An image was not added: unexpected error ({err.__class__.__name__}); details are in "
-                          "the server log.", "error")
+                    _flash_upload_error(err, ch.id)
             flash(f"Created '{ch.name}'" + (f" ({problems} image(s) rejected, see above)." if problems else "."))
             _warn_if_look_alike(ch.id)
             for k in ("new_name", "new_description", "new_traits", "new_notes", "new_name_suggestions"):

@@ -418,3 +418,37 @@ def test_page_stale_caption_edit_shows_who_saved_and_reloads_their_text(characte
     at.button[[b.label for b in at.button].index("Save text")].click().run()
     now = references.list_references(character_id=character.id)[0]
     assert (now.caption, now.version, now.updated_by) == ("mine, after reload", 3, editor)
+
+
+def test_page_hostile_uploads_and_urls_get_specific_messages_never_unexpected_error(character, editor):
+    from tests.test_pages import _page
+
+    at = _page("pages/characters.py", character=str(character.id))
+    uploader = next(u for u in at.file_uploader if u.label.startswith("Upload images"))
+    uploader.set_value([
+        ("cut.png", image_bytes("PNG", (90, 90))[:40], "image/png"),
+        ("bomb.png", _png_declaring(20_000, 20_000), "image/png"),
+        ("meta.png", _with_chunks(image_bytes("PNG"), _chunk(b"zTXt", b"C\0\0" + zlib.compress(b"A" * 2_000_000))),
+         "image/png"),
+        ("evil\u202egnp.png", image_bytes("PNG", colour="#102030"), "image/png"),
+        ("photo.png", image_bytes("JPEG"), "image/png"),
+        ("anim.png", _frames("PNG"), "image/png"),
+    ])
+    at.button[[b.label for b in at.button].index("Add uploaded images")].click().run()
+    assert not at.exception
+    shown = [e.value for e in at.error] + [i.value for i in at.info] + [s.value for s in at.success]
+    assert not [m for m in shown if "Unexpected error" in m], shown
+    for needle in ("truncated", "decompression-bomb guard", "decompression bomb", "control character U+202E",
+                   "claims to be PNG but its content is JPEG", "only the first frame was kept"):
+        assert any(needle in m for m in shown), (needle, shown)
+    assert _count() == 1  # only the animated PNG (first frame)
+    for url, needle in (("http://127.0.0.1/x.png", "loopback"), ("http://[::1", "not a valid URL"),
+                        ("http://a:99999/x.png", "ports run from 1"), ("http://169.254.169.254/", "metadata")):
+        box = next(t for t in at.text_input if t.label == "Image URL")
+        box.input(url)
+        at.button[[b.label for b in at.button].index("Fetch and add")].click().run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert any(needle in e for e in errors) and not any("Unexpected error" in e for e in errors), (url, errors)
+    assert _count() == 1
+    assert_media_matches_rows()
