@@ -158,7 +158,7 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _check_header(img: Image.Image, data: bytes, label: str, *, max_pixels: int, claimed: str | None) -> tuple[str, int]:
+def _check_header(img: Image.Image, label: str, *, max_pixels: int, claimed: str | None) -> tuple[str, int]:
     fmt = _STORED_AS.get(img.format or "", "")
     width, height = img.size
     if width <= 0 or height <= 0:
@@ -208,7 +208,7 @@ def inspect_image(
     stage = ["header"]
     with _pillow_guard(label, stage, max_pixels):
         with _open(data, label) as img:
-            fmt, frames = _check_header(img, data, label, max_pixels=max_pixels, claimed=claimed)
+            fmt, frames = _check_header(img, label, max_pixels=max_pixels, claimed=claimed)
             stage[0] = "pixels"
             img.load()
             return ImageInfo(fmt, ALLOWED_FORMATS[fmt], EXTENSIONS[fmt], img.width, img.height, len(data), frames)
@@ -292,7 +292,7 @@ def prepare_for_storage(
     stage = ["header"]
     with _pillow_guard(label, stage, max_pixels):
         with _open(data, label) as img:
-            fmt, frames = _check_header(img, data, label, max_pixels=max_pixels, claimed=claimed)
+            fmt, frames = _check_header(img, label, max_pixels=max_pixels, claimed=claimed)
             stage[0] = "pixels"
             img.load()
             if frames > 1:
