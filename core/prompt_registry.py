@@ -3,7 +3,9 @@
 Resolution order: override → active database version → file default in
 prompts/templates/. Every render happens in a jinja2 SandboxedEnvironment with
 StrictUndefined and no loader, so a template can neither reach Python
-internals nor the filesystem, and a typo'd variable fails loudly.
+internals nor the filesystem, and a typo'd variable fails loudly; it runs in a
+child process with time, memory and output limits (core/template_sandbox.py,
+core/template_runner.py), so no template can exhaust a worker or the app.
 """
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import jinja2
 import sqlalchemy as sa
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from sqlmodel import select
 
-from core.errors import NotFoundError, ValidationError
+from core import template_runner
+from core.errors import NotFoundError
+from core.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
 from core.settings import PROJECT_ROOT
 from db.engine import session_scope
 from db.models import PromptVersion
@@ -28,10 +30,6 @@ MANIFEST = PROMPTS_DIR / "templates.json"
 BODY_MAX = 20_000
 
 LAYER_OVERRIDE, LAYER_DB, LAYER_FILE = "override", "db", "file"
-
-
-class TemplateProblem(ValidationError):
-    """A template that does not parse or render; the message names the line or variable."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +50,6 @@ class TemplateInfo:
 
 
 @lru_cache(maxsize=1)
-def _env() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        loader=None, undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-        trim_blocks=True, lstrip_blocks=True,
-    )
-
-
-@lru_cache(maxsize=1)
 def manifest() -> dict[str, dict[str, str]]:
     return json.loads(MANIFEST.read_text(encoding="utf-8"))
 
@@ -74,27 +64,14 @@ def file_default(name: str) -> str:
     return (PROMPTS_DIR / "templates" / manifest()[name]["file"]).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=256)
-def _compile(body: str) -> jinja2.Template:
-    return _env().from_string(body)
-
-
 def render_body(body: str, context: dict[str, Any]) -> str:
-    """Render in the sandbox; raise TemplateProblem with line number or variable name."""
-    try:
-        template = _compile(body)
-    except jinja2.TemplateSyntaxError as err:
-        raise TemplateProblem(f"Syntax error on line {err.lineno}: {err.message}") from None
-    try:
-        return template.render(**context).strip()
-    except jinja2.UndefinedError as err:
-        raise TemplateProblem(f"Unknown variable: {err.message}. Available: {', '.join(sorted(context))}.") from None
-    except SecurityError as err:
-        raise TemplateProblem(f"Not allowed in a template: {err}") from None
-    except jinja2.TemplateError as err:
-        raise TemplateProblem(f"Template error: {err}") from None
-    except (TypeError, ValueError, AttributeError, KeyError, ZeroDivisionError) as err:
-        raise TemplateProblem(f"Template failed while rendering: {err.__class__.__name__}: {err}") from None
+    """Render in the sandbox, in a child process under time, memory and output limits.
+
+    Every render goes through here (save check, preview, "try it", worker slots), so one
+    limit applies everywhere; TemplateProblem names the line, variable or limit.
+    """
+    check_body_size(body)
+    return template_runner.render(body, context)
 
 
 def prompt_hash(text: str) -> str:
@@ -122,12 +99,16 @@ def resolve(name: str, *, override: str | None = None) -> ResolvedTemplate:
     return ResolvedTemplate(name, file_default(name), LAYER_FILE, None)
 
 
-def validate_body(body: str) -> str:
-    """Parse and render against the sample context; return the rendered sample."""
+def check_body_size(body: str) -> None:
+    """The size rule for a template body, the same for saving, preview, "try it" and run overrides."""
     if not body or not body.strip():
         raise TemplateProblem("The template is empty.")
     if len(body) > BODY_MAX:
         raise TemplateProblem(f"The template is {len(body)} characters; the limit is {BODY_MAX}.")
+
+
+def validate_body(body: str) -> str:
+    """Parse and render against the sample context; return the rendered sample."""
     return render_body(body, sample_context())
 
 
