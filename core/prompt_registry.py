@@ -22,6 +22,7 @@ from core import template_runner
 from core.errors import NotFoundError
 from core.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
 from core.settings import PROJECT_ROOT
+from core.text import NOTE_MAX, clean_text
 from db.engine import session_scope
 from db.models import PromptVersion
 
@@ -116,6 +117,7 @@ def save_version(*, name: str, body: str, author: str, note: str = "", activate:
     """Nothing is saved unless the body renders against the sample context."""
     if name not in manifest():
         raise NotFoundError(f"Unknown prompt template '{name}'.")
+    note = clean_text(note, field="Version note", limit=NOTE_MAX, multiline=True)
     validate_body(body)
     with session_scope() as s:
         s.execute(sa.text("select pg_advisory_xact_lock(hashtext(:n))"), {"n": f"prompt:{name}"})
@@ -126,7 +128,7 @@ def save_version(*, name: str, body: str, author: str, note: str = "", activate:
             s.execute(
                 sa.update(PromptVersion).where(PromptVersion.template_name == name).values(is_active=False)
             )
-        pv = PromptVersion(template_name=name, version=latest + 1, body=body, author=author, note=note.strip(),
+        pv = PromptVersion(template_name=name, version=latest + 1, body=body, author=author, note=note,
                            is_active=activate)
         s.add(pv)
         s.flush()

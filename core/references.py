@@ -16,12 +16,12 @@ from core import media
 from core.errors import DuplicateError, ValidationError, require
 from core.images import inspect_image, make_thumbnail
 from core.settings import get_settings
+from core.text import CAPTION_MAX, clean_text
 from core.urlfetch import fetch_image_bytes
 from db.engine import session_scope
 from db.models import Character, ReferenceImage
 
 log = logging.getLogger(__name__)
-CAPTION_MAX = 1000
 
 
 def list_references(*, character_id: int) -> list[ReferenceImage]:
@@ -30,10 +30,17 @@ def list_references(*, character_id: int) -> list[ReferenceImage]:
         return list(s.exec(q.order_by(ReferenceImage.position, ReferenceImage.id)).all())
 
 
+def clean_captions(caption: str | None, alt_text: str | None) -> tuple[str, str]:
+    """Caption and alt text under CAPTION_MAX, without control or bidi override characters (refused, not cut)."""
+    return (clean_text(caption, field="Caption", limit=CAPTION_MAX, multiline=True),
+            clean_text(alt_text, field="Alt text", limit=CAPTION_MAX, multiline=True))
+
+
 def _store(
     *, character_id: int, data: bytes, filename: str | None, claimed_mime: str | None, source: str,
     source_url: str | None, editor: str, caption: str = "", alt_text: str = "",
 ) -> ReferenceImage:
+    caption, alt_text = clean_captions(caption, alt_text)  # before any file is written
     settings = get_settings()
     info = inspect_image(
         data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
@@ -59,8 +66,8 @@ def _store(
         media.write_atomic(thumb, make_thumbnail(data, size=settings.thumbnail_size))
         ref = ReferenceImage(
             character_id=character_id, path=rel, thumb_path=thumb, sha256=digest, width=info.width,
-            height=info.height, mime=info.mime, byte_size=info.byte_size, caption=caption.strip()[:CAPTION_MAX],
-            alt_text=alt_text.strip()[:CAPTION_MAX], source=source, source_url=source_url,
+            height=info.height, mime=info.mime, byte_size=info.byte_size, caption=caption,
+            alt_text=alt_text, source=source, source_url=source_url,
             original_filename=(filename or "")[:255], position=position, created_by=editor,
         )
         try:
@@ -113,12 +120,10 @@ def add_reference_url(*, character_id: int, url: str, editor: str, caption: str 
 
 
 def update_reference_text(*, reference_id: int, caption: str, alt_text: str) -> ReferenceImage:
-    for label, value in (("Caption", caption), ("Alt text", alt_text)):
-        if len(value or "") > CAPTION_MAX:
-            raise ValidationError(f"{label} is {len(value)} characters; the limit is {CAPTION_MAX}.")
+    caption, alt_text = clean_captions(caption, alt_text)
     with session_scope() as s:
         ref = require(s.get(ReferenceImage, reference_id), f"Reference image #{reference_id} no longer exists.")
-        ref.caption, ref.alt_text = (caption or "").strip(), (alt_text or "").strip()
+        ref.caption, ref.alt_text = caption, alt_text
         s.add(ref)
         s.flush()
         s.refresh(ref)

@@ -8,10 +8,12 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from core.errors import DuplicateError, ValidationError, require
+from core.text import DESCRIPTION_MAX, clean_line, clean_text
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
 
 NAME_MAX = 80
+FRAGMENT_MAX = 1_000
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -24,16 +26,18 @@ class StyleInput:
 
 
 def _validate(data: StyleInput) -> StyleInput:
-    name = " ".join((data.name or "").split())
+    name = clean_line(data.name, field="Style name", limit=NAME_MAX)
     if not name:
         raise ValidationError("Style name is required.")
-    if len(name) > NAME_MAX:
-        raise ValidationError(f"Style name is {len(name)} characters; the limit is {NAME_MAX}.")
     palette = [p.strip() for p in data.palette if p.strip()]
     for colour in palette:
         if not _HEX.match(colour):
             raise ValidationError(f"Palette colour '{colour}' is not a #rrggbb hex colour.")
-    return StyleInput(name, (data.description or "").strip(), (data.prompt_fragment or "").strip(), palette)
+    if len(palette) > 16:
+        raise ValidationError(f"{len(palette)} palette colours given; the limit is 16.")
+    return StyleInput(name, clean_text(data.description, field="Description", limit=DESCRIPTION_MAX, multiline=True),
+                      clean_text(data.prompt_fragment, field="Prompt fragment", limit=FRAGMENT_MAX, multiline=True),
+                      palette)
 
 
 def list_styles() -> list[Style]:
