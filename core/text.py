@@ -62,13 +62,15 @@ def clean_line(value: str | None, *, field: str, limit: int) -> str:
     return clean_text(" ".join(str(value or "").split()), field=field, limit=limit)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&\"'@%^])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!~$|])")  # emphasis, code, links/images, HTML, strike, LaTeX, tables
+_MD_BLOCK_START = re.compile(r"^(\s*\d*)([#+\-=>.)])")  # a heading, list, rule or quote at the very start
 
 
 def escape_markdown(text: object) -> str:
     """`text` shown literally by st.markdown / st.caption / st.info / widget labels (no links, images, HTML,
     LaTeX, colour directives or lists). Newlines become spaces, so a value cannot start a block."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text if text is not None else "").splitlines()))
+    flat = " ".join(str(text if text is not None else "").splitlines())
+    return _MD_BLOCK_START.sub(r"\1\\\2", _MD_SPECIAL.sub(r"\\\1", flat), count=1)
 
 
 def escape_html(text: object) -> str:

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core import styles
+from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
 
 editor = sidebar()
@@ -39,17 +40,17 @@ if submitted:
     try:
         if picked is None:
             styles.create_style(data=data, editor=editor)
-            flash(f"Style '{name.strip()}' created.")
+            flash(f"Style '{md(name.strip())}' created.")
         else:
             styles.update_style(style_id=picked.id, data=data, editor=editor)
-            flash(f"Style '{name.strip()}' saved.")
+            flash(f"Style '{md(name.strip())}' saved.")
         st.rerun()
     except Exception as err:
         report(err)
-if picked is not None and st.button(f"Delete '{picked.name}'", disabled=not editor):
+if picked is not None and st.button(f"Delete '{md(picked.name)}'", disabled=not editor):
     try:
         styles.delete_style(style_id=picked.id)
-        flash(f"Style '{picked.name}' deleted.")
+        flash(f"Style '{md(picked.name)}' deleted.")
         st.rerun()
     except Exception as err:
         report(err)
