@@ -120,7 +120,7 @@ def save_version(*, name: str, body: str, author: str, note: str = "", activate:
     note = clean_text(note, field="Version note", limit=NOTE_MAX, multiline=True)
     validate_body(body)
     with session_scope() as s:
-        s.execute(sa.text("select pg_advisory_xact_lock(hashtext(:n))"), {"n": f"prompt:{name}"})
+        _lock_template(s, name)
         latest = s.execute(
             sa.select(sa.func.coalesce(sa.func.max(PromptVersion.version), 0)).where(PromptVersion.template_name == name)
         ).scalar_one()
@@ -136,9 +136,18 @@ def save_version(*, name: str, body: str, author: str, note: str = "", activate:
         return pv
 
 
+def _lock_template(session, name: str) -> None:
+    """Serialise saves and activations of one template (the partial unique index allows one active version):
+    racing "save version" and "activate" end with the later one active, never an IntegrityError."""
+    session.execute(sa.text("select pg_advisory_xact_lock(hashtext(:n))"), {"n": f"prompt:{name}"})
+
+
 def activate(*, name: str, version: int | None) -> None:
     """Make `version` the active one; None means 'use the file default'."""
+    if name not in manifest():
+        raise NotFoundError(f"Unknown prompt template '{name}'.")
     with session_scope() as s:
+        _lock_template(s, name)
         if version is not None:
             exists = s.exec(
                 select(PromptVersion).where(PromptVersion.template_name == name, PromptVersion.version == version)
