@@ -70,10 +70,10 @@ def _free_slug(session, base: str, name: str) -> str:
     taken = {c.slug: c for c in session.exec(
         select(Character).where(sa.or_(Character.slug == base, Character.slug.like(escape_like(base) + "-%", escape="\\")))
     ).all()}
-    if base in taken and _same_name(taken[base].name, name):
-        existing = taken[base]
+    existing = next((c for c in taken.values() if _same_name(c.name, name)), None)
+    if existing is not None:
         raise DuplicateError(
-            f"A character with slug '{base}' already exists ({existing.name}"
+            f"A character with slug '{existing.slug}' already exists ({existing.name}"
             f"{', archived' if existing.archived else ''}). Choose a different name."
         )
     for n in range(1, len(taken) + 2):
