@@ -63,6 +63,7 @@ def clean_line(value: str | None, *, field: str, limit: int) -> str:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!~$|])")  # emphasis, code, links/images, HTML, strike, LaTeX, tables
+_AUTOLINK = re.compile(r"://|(?i:\bwww)\.")  # GFM turns bare URLs into links (which also swallow escapes)
 _MD_BLOCK_START = re.compile(r"^(\s*\d*)([#+\-=>.)])")  # a heading, list, rule or quote at the very start
 
 
@@ -70,7 +71,8 @@ def escape_markdown(text: object) -> str:
     """`text` shown literally by st.markdown / st.caption / st.info / widget labels (no links, images, HTML,
     LaTeX, colour directives or lists). Newlines become spaces, so a value cannot start a block."""
     flat = " ".join(str(text if text is not None else "").splitlines())
-    return _MD_BLOCK_START.sub(r"\1\\\2", _MD_SPECIAL.sub(r"\\\1", flat), count=1)
+    out = _MD_BLOCK_START.sub(r"\1\\\2", _MD_SPECIAL.sub(r"\\\1", flat), count=1)
+    return _AUTOLINK.sub(lambda m: m.group().replace("/", "\\/").replace(".", "\\."), out)  # URLs stay plain text
 
 
 def escape_html(text: object) -> str:
