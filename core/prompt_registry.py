@@ -108,6 +108,17 @@ def check_body_size(body: str) -> None:
         raise TemplateProblem(f"The template is {len(body)} characters; the limit is {BODY_MAX}.")
 
 
+def limits_summary() -> str:
+    """What every render is held to, in the editor's words (the Prompts page shows it)."""
+    from core import template_sandbox as sb
+    from core.settings import get_settings
+
+    s = get_settings()
+    return (f"Limits for every render (check, preview, try it, runs): template ≤ {BODY_MAX:,} characters, "
+            f"output ≤ {sb.OUTPUT_MAX:,} characters, {s.template_render_timeout_s:g} s, "
+            f"{s.template_render_memory_mb} MB, range() ≤ {sb.RANGE_MAX:,} items, calls nested ≤ {sb.CALL_DEPTH_MAX}.")
+
+
 def validate_body(body: str) -> str:
     """Parse and render against the sample context; return the rendered sample."""
     return render_body(body, sample_context())

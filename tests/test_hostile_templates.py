@@ -191,3 +191,25 @@ def test_worker_fails_slots_of_an_expensive_active_template_and_stays_usable(edi
         good = generation.request_run(character_id=light.id, requested_by=editor)
         status = wait_done(good.run_id)
         assert status.status == "completed" and status.counts == {"completed": 10}
+
+
+# ---------------------------------------------------------------- the page: a refusal, never "Unexpected error"
+def test_prompts_page_shows_the_limit_for_a_bomb_in_check_preview_and_save(editor):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_pages import ROOT, TIMEOUT
+
+    characters.create_character(data=CharacterInput(name="Page Person", traits=["x"]), editor=editor)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state["editor_name"] = editor
+    at.switch_page("pages/prompts.py")
+    at.run()
+    assert any("Limits for every render" in c.value for c in at.caption)
+    at.selectbox(key="prompt_template").select("variation_prompt").run()
+    at.text_area(key="draft_variation_prompt").input("{{ 'x' * 10**9 }}").run()  # the preview tab renders it too
+    for label in ("Check draft", "Save as new version"):
+        at.button[[b.label for b in at.button].index(label)].click().run()
+        errors = [e.value for e in at.error]
+        assert not at.exception and any("output limit" in e for e in errors), errors
+        assert not any("Unexpected error" in e for e in errors)
+    assert prompt_registry.list_versions(name="variation_prompt") == []
