@@ -22,7 +22,7 @@ from core.errors import ValidationError
 
 # Limits of the free-text fields (the README's "Input paths and limits" table lists them).
 EDITOR_NAME_MAX = 80
-NOTE_MAX = 1_000  # version notes, review notes
+NOTE_MAX = 1_000  # prompt version notes, tag descriptions
 CAPTION_MAX = 1_000  # reference captions and alt text
 DESCRIPTION_MAX = 4_000
 SEARCH_MAX = 500
