@@ -225,3 +225,18 @@ def test_concurrent_retry_of_failed_slots_queues_them_once(editor):
 def test_review_note_refuses_hidden_characters(editor):
     with pytest.raises(ValidationError, match="U\\+202E"):
         review._checked_decision("approved", [], "fine\u202e")
+
+
+def test_sidebar_name_with_hidden_characters_is_refused_with_a_message():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_pages import ROOT, TIMEOUT
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/characters.py")
+    at.run()
+    at.sidebar.text_input(key="_editor_name_widget").input("Sam\u202eevil").run()
+    assert any("Your name contains invisible text-direction characters (U+202E)" in e.value for e in at.sidebar.error)
+    assert not at.session_state["editor_name"]
+    at.sidebar.text_input(key="_editor_name_widget").input("  Sam   Smith ").run()
+    assert at.session_state["editor_name"] == "Sam Smith" and not at.sidebar.error
