@@ -16,6 +16,7 @@ import math
 import os
 import queue
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -40,7 +41,7 @@ class _Child:
     def __init__(self, memory_mb: int, cpu_s: int) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "core.template_sandbox", str(memory_mb), str(cpu_s)],
-            cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,  # a crash lands in our log
             env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "HOME")},
             close_fds=True,
         )
@@ -110,8 +111,11 @@ class RenderPool:
                     raise TemplateLimitError(f"The template took longer than the render time limit "
                                              f"({self.timeout_s:g} s) and was stopped.")
                 log.warning("template render child exited with code %s during a render", code)
-                raise TemplateLimitError(f"The template needed more than the render limits allow (memory "
-                                         f"{self.memory_mb} MB, CPU {self.cpu_s} s) and was stopped.")
+                if code == -signal.SIGXCPU:
+                    raise TemplateLimitError(f"The template used more than the render CPU limit ({self.cpu_s} s) "
+                                             "and was stopped.")
+                raise TemplateLimitError(f"The template stopped its render process (exit code {code}); it probably "
+                                         f"needed more than the render limits allow (memory {self.memory_mb} MB).")
             if reply.get("kind") == "memory":
                 child.kill()
                 child = None
