@@ -20,8 +20,8 @@ from sqlmodel import select
 
 from core import template_runner
 from core.errors import NotFoundError
-from core.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
 from core.settings import PROJECT_ROOT
+from core.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
 from core.text import NOTE_MAX, clean_text
 from db.engine import session_scope
 from db.models import PromptVersion

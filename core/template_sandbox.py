@@ -20,7 +20,6 @@ in a fraction of a second and never touches the database or settings.
 from __future__ import annotations
 
 import json
-import operator
 import re
 import resource
 import sys
