@@ -49,6 +49,19 @@ def test_constant_bombs_are_refused_before_they_are_computed(body, limit):
         prompt_registry.validate_body(body)
 
 
+@pytest.mark.parametrize("body, expected", [
+    ("{{ character.traits|join(', ') }}", "storm mage, silver hair"),
+    ("{{ ', '.join(character.traits) }}", "storm mage, silver hair"),
+    ("{{ character.name|replace('Ayla', 'Ayla the') }}", "Ayla the Stormwind"),
+    ("[{{ 'x'|center(5) }}]", "[  x  ]"),
+    ("{{ '%s-%03d'|format(slot.key, 7) }} {{ '%s!' % count }}", "portrait_front-007 5!"),
+    ("{{ '{} / {}'.format(slot.seed, count) }} {{ 'ab' * 3 }} {{ 2 ** 10 }} {{ [1] + [2] }}", "1235 / 5 ababab 1024 [1, 2]"),
+    ("{% for i in range(3) %}{{ i }}{% endfor %}", "012"),
+])
+def test_ordinary_templates_still_render(body, expected):
+    assert prompt_registry.validate_body(body) == expected
+
+
 def test_string_doubling_hits_the_memory_limit_and_the_next_render_works(settings_override):
     settings_override(template_render_memory_mb=64)
     doubling = "{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ 1 }}"
