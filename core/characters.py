@@ -12,16 +12,18 @@ import zlib
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from anyascii import anyascii
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
+from core.text import DESCRIPTION_MAX, SEARCH_MAX, clean_line, clean_text, escape_like
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
 
 NAME_MAX = 100
 SLUG_MAX = 100
-TEXT_MAX = 4000
+TEXT_MAX = DESCRIPTION_MAX
 TRAIT_MAX = 60
 TRAITS_MAX = 30
 SEED_MAX = 2**31 - 1
@@ -38,8 +40,47 @@ class CharacterInput:
 
 
 def slugify(text: str) -> str:
-    norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", norm.lower()).strip("-")[:SLUG_MAX].strip("-")
+    """A readable ASCII slug in any script: transliterated ('Жанна' → 'zhanna', '李小龙' → 'li-xiao-long').
+
+    A name with letters that have no transliteration gets a stable fallback from its text
+    ('character-1a2b3c4d'); a name with no letter or digit at all gives ''.
+    """
+    norm = unicodedata.normalize("NFKC", text)
+    ascii_text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", anyascii(norm))  # 'LiXiaoLong' → 'Li Xiao Long'
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:SLUG_MAX].strip("-")
+    if not slug and any(unicodedata.category(c)[0] in "LN" for c in norm):
+        slug = f"character-{zlib.crc32(norm.encode()):08x}"
+    return slug
+
+
+def _same_name(a: str, b: str) -> bool:
+    """Names that differ only in case, spacing or punctuation are the same character."""
+    def key(n: str) -> str:
+        return "".join(c for c in unicodedata.normalize("NFKC", n).casefold() if c.isalnum())
+
+    return key(a) == key(b)
+
+
+def _free_slug(session, base: str, name: str) -> str:
+    """`base`, or `base-2`, `base-3`... when another character (a different name) has it.
+
+    Two names that transliterate alike ('Łukasz', 'Lukasz') both get readable, unique slugs; the same
+    name twice is a duplicate and refused.
+    """
+    taken = {c.slug: c for c in session.exec(
+        select(Character).where(sa.or_(Character.slug == base, Character.slug.like(escape_like(base) + "-%", escape="\\")))
+    ).all()}
+    existing = next((c for c in taken.values() if _same_name(c.name, name)), None)
+    if existing is not None:
+        raise DuplicateError(
+            f"A character with slug '{existing.slug}' already exists ({existing.name}"
+            f"{', archived' if existing.archived else ''}). Choose a different name."
+        )
+    for n in range(1, len(taken) + 2):
+        candidate = base if n == 1 else f"{base[:SLUG_MAX - 1 - len(str(n))]}-{n}"
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("unreachable: one of len(taken) + 1 candidates is free")
 
 
 def default_seed(slug: str) -> int:
@@ -61,29 +102,23 @@ def parse_traits(raw: str | list[str]) -> list[str]:
 
 
 def _validate(data: CharacterInput) -> CharacterInput:
-    name = " ".join((data.name or "").split())
+    name = clean_line(data.name, field="Name", limit=NAME_MAX)
     if not name:
         raise ValidationError("Name is required.")
-    if len(name) > NAME_MAX:
-        raise ValidationError(f"Name is {len(name)} characters; the limit is {NAME_MAX}.")
-    for label, value in (("Description", data.description), ("Notes", data.notes)):
-        if len(value or "") > TEXT_MAX:
-            raise ValidationError(f"{label} is {len(value)} characters; the limit is {TEXT_MAX}.")
-    traits = parse_traits(data.traits)
+    description = clean_text(data.description, field="Description", limit=TEXT_MAX, multiline=True)
+    notes = clean_text(data.notes, field="Notes", limit=TEXT_MAX, multiline=True)
+    traits = [clean_line(t, field=f"Trait '{t[:30]}'", limit=TRAIT_MAX) for t in parse_traits(data.traits)]
     if len(traits) > TRAITS_MAX:
         raise ValidationError(f"{len(traits)} traits given; the limit is {TRAITS_MAX}.")
-    for t in traits:
-        if len(t) > TRAIT_MAX:
-            raise ValidationError(f"Trait '{t[:30]}…' is {len(t)} characters; the limit is {TRAIT_MAX}.")
     if data.base_seed is not None and not (0 <= int(data.base_seed) <= SEED_MAX):
         raise ValidationError(f"Base seed must be between 0 and {SEED_MAX}.")
     return CharacterInput(
         name=name,
-        description=(data.description or "").strip(),
+        description=description,
         traits=traits,
         style_id=data.style_id,
         base_seed=None if data.base_seed is None else int(data.base_seed),
-        notes=(data.notes or "").strip(),
+        notes=notes,
     )
 
 
@@ -99,12 +134,7 @@ def create_character(*, data: CharacterInput, editor: str, slug: str | None = No
         raise ValidationError("The name must contain at least one letter or digit (it becomes the slug).")
     with session_scope() as s:
         _check_style(s, clean.style_id)
-        existing = s.exec(select(Character).where(Character.slug == slug)).first()
-        if existing:
-            raise DuplicateError(
-                f"A character with slug '{slug}' already exists ({existing.name}"
-                f"{', archived' if existing.archived else ''}). Choose a different name."
-            )
+        slug = _free_slug(s, slug, clean.name)
         ch = Character(
             slug=slug,
             name=clean.name,
@@ -221,14 +251,14 @@ def list_characters(
         .order_by(sa.func.lower(Character.name))
         .limit(limit)
     )
-    term = (search or "").strip()
+    term = (search or "").strip()[:SEARCH_MAX]
     if term:
-        like = f"%{term.lower()}%"
+        like = f"%{escape_like(term.lower())}%"  # '%', '_' and '\\' in a search are literal characters
         q = q.where(
             sa.or_(
-                sa.func.lower(Character.name).like(like),
-                Character.slug.like(like),
-                sa.func.lower(sa.cast(Character.traits, sa.Text)).like(like),
+                sa.func.lower(Character.name).like(like, escape="\\"),
+                Character.slug.like(like, escape="\\"),
+                sa.func.lower(sa.cast(Character.traits, sa.Text)).like(like, escape="\\"),
             )
         )
     if style_id is not None:

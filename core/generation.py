@@ -154,6 +154,9 @@ def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = 
     next prompt (template variable `rejection_reasons`).
     """
     with session_scope() as s:
+        # Two editors clicking "retry failed slots" at once: the second waits here, then sees the first's new
+        # attempts (pending) and is told so, instead of inserting the same attempt numbers (IntegrityError).
+        s.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": 7_000_000 + run_id})
         run = require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
         ch = s.get(Character, run.character_id)
         if ch.archived:
@@ -161,6 +164,9 @@ def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = 
         latest = _latest_attempts(s, run_id)
         if failed_only:
             keys = [k for k, v in latest.items() if v.status in ("failed", "cancelled")]
+            if not keys and any(v.status in ACTIVE_SLOT_STATES for v in latest.values()):
+                raise ValidationError("Nothing to retry: the failed slots were already queued again (by someone "
+                                      "else a moment ago?) and are generating now.")
         else:
             keys = list(slot_keys or latest)
         for k in keys:

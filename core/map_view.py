@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from core import media, review, subject_info, tags
 from core.errors import ValidationError
+from core.text import escape_html
 from db.engine import session_scope
 
 # Colour-by options per subject type (data, not code paths): label shown -> column of the frame.
@@ -117,7 +118,8 @@ def hover_texts(df: pd.DataFrame) -> list[str]:
     slot = df["slot"].astype(str)
     extra = df["placed_by"].map({"transform": " · placed later", "fit": ""}).fillna("")
     stale = df["stale"].map({True: " · embedding changed", False: ""}).fillna("")
-    return [f"<b>{n}</b>" + (f"<br>{s}" if s else "") + f"<br>{st}{e}{x}"
+    # names, slots and styles are editor text: escaped, so '<a href=…>' or '<img …>' in a name stays text
+    return [f"<b>{escape_html(n)}</b>" + (f"<br>{escape_html(s)}" if s else "") + f"<br>{escape_html(st)}{e}{x}"
             for n, s, st, e, x in zip(df["name"].astype(str), slot, df["style"].astype(str), extra, stale)]
 
 
@@ -135,7 +137,7 @@ def build_figure(df: pd.DataFrame, *, color_by: str, subject_type: str, highligh
     for g in groups(df, column):
         fig.add_trace(go.Scattergl(
             x=xs[g.index], y=ys[g.index], customdata=ids[g.index], text=[hover[i] for i in g.index],
-            mode="markers", name=f"{g.label} ({len(g.index)})", hovertemplate="%{text}<extra></extra>",
+            mode="markers", name=f"{escape_html(g.label)} ({len(g.index)})", hovertemplate="%{text}<extra></extra>",
             marker={"size": size, "color": g.colour, "line": {"width": 0}},
             selected={"marker": {"opacity": 1.0}}, unselected={"marker": {"opacity": 0.25}}))
     if highlight_ids:

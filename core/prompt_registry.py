@@ -3,7 +3,9 @@
 Resolution order: override → active database version → file default in
 prompts/templates/. Every render happens in a jinja2 SandboxedEnvironment with
 StrictUndefined and no loader, so a template can neither reach Python
-internals nor the filesystem, and a typo'd variable fails loudly.
+internals nor the filesystem, and a typo'd variable fails loudly; it runs in a
+child process with time, memory and output limits (core/template_sandbox.py,
+core/template_runner.py), so no template can exhaust a worker or the app.
 """
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import jinja2
 import sqlalchemy as sa
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from sqlmodel import select
 
-from core.errors import NotFoundError, ValidationError
+from core import template_runner
+from core.errors import NotFoundError
 from core.settings import PROJECT_ROOT
+from core.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
+from core.text import NOTE_MAX, clean_text
 from db.engine import session_scope
 from db.models import PromptVersion
 
@@ -28,10 +31,6 @@ MANIFEST = PROMPTS_DIR / "templates.json"
 BODY_MAX = 20_000
 
 LAYER_OVERRIDE, LAYER_DB, LAYER_FILE = "override", "db", "file"
-
-
-class TemplateProblem(ValidationError):
-    """A template that does not parse or render; the message names the line or variable."""
 
 
 @dataclass(frozen=True)
@@ -52,14 +51,6 @@ class TemplateInfo:
 
 
 @lru_cache(maxsize=1)
-def _env() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        loader=None, undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-        trim_blocks=True, lstrip_blocks=True,
-    )
-
-
-@lru_cache(maxsize=1)
 def manifest() -> dict[str, dict[str, str]]:
     return json.loads(MANIFEST.read_text(encoding="utf-8"))
 
@@ -74,27 +65,14 @@ def file_default(name: str) -> str:
     return (PROMPTS_DIR / "templates" / manifest()[name]["file"]).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=256)
-def _compile(body: str) -> jinja2.Template:
-    return _env().from_string(body)
-
-
 def render_body(body: str, context: dict[str, Any]) -> str:
-    """Render in the sandbox; raise TemplateProblem with line number or variable name."""
-    try:
-        template = _compile(body)
-    except jinja2.TemplateSyntaxError as err:
-        raise TemplateProblem(f"Syntax error on line {err.lineno}: {err.message}") from None
-    try:
-        return template.render(**context).strip()
-    except jinja2.UndefinedError as err:
-        raise TemplateProblem(f"Unknown variable: {err.message}. Available: {', '.join(sorted(context))}.") from None
-    except SecurityError as err:
-        raise TemplateProblem(f"Not allowed in a template: {err}") from None
-    except jinja2.TemplateError as err:
-        raise TemplateProblem(f"Template error: {err}") from None
-    except (TypeError, ValueError, AttributeError, KeyError, ZeroDivisionError) as err:
-        raise TemplateProblem(f"Template failed while rendering: {err.__class__.__name__}: {err}") from None
+    """Render in the sandbox, in a child process under time, memory and output limits.
+
+    Every render goes through here (save check, preview, "try it", worker slots), so one
+    limit applies everywhere; TemplateProblem names the line, variable or limit.
+    """
+    check_body_size(body)
+    return template_runner.render(body, context)
 
 
 def prompt_hash(text: str) -> str:
@@ -122,12 +100,27 @@ def resolve(name: str, *, override: str | None = None) -> ResolvedTemplate:
     return ResolvedTemplate(name, file_default(name), LAYER_FILE, None)
 
 
-def validate_body(body: str) -> str:
-    """Parse and render against the sample context; return the rendered sample."""
+def check_body_size(body: str) -> None:
+    """The size rule for a template body, the same for saving, preview, "try it" and run overrides."""
     if not body or not body.strip():
         raise TemplateProblem("The template is empty.")
     if len(body) > BODY_MAX:
         raise TemplateProblem(f"The template is {len(body)} characters; the limit is {BODY_MAX}.")
+
+
+def limits_summary() -> str:
+    """What every render is held to, in the editor's words (the Prompts page shows it)."""
+    from core import template_sandbox as sb
+    from core.settings import get_settings
+
+    s = get_settings()
+    return (f"Limits for every render (check, preview, try it, runs): template ≤ {BODY_MAX:,} characters, "
+            f"output ≤ {sb.OUTPUT_MAX:,} characters, {s.template_render_timeout_s:g} s, "
+            f"{s.template_render_memory_mb} MB, range() ≤ {sb.RANGE_MAX:,} items, calls nested ≤ {sb.CALL_DEPTH_MAX}.")
+
+
+def validate_body(body: str) -> str:
+    """Parse and render against the sample context; return the rendered sample."""
     return render_body(body, sample_context())
 
 
@@ -135,9 +128,10 @@ def save_version(*, name: str, body: str, author: str, note: str = "", activate:
     """Nothing is saved unless the body renders against the sample context."""
     if name not in manifest():
         raise NotFoundError(f"Unknown prompt template '{name}'.")
+    note = clean_text(note, field="Version note", limit=NOTE_MAX, multiline=True)
     validate_body(body)
     with session_scope() as s:
-        s.execute(sa.text("select pg_advisory_xact_lock(hashtext(:n))"), {"n": f"prompt:{name}"})
+        _lock_template(s, name)
         latest = s.execute(
             sa.select(sa.func.coalesce(sa.func.max(PromptVersion.version), 0)).where(PromptVersion.template_name == name)
         ).scalar_one()
@@ -145,7 +139,7 @@ def save_version(*, name: str, body: str, author: str, note: str = "", activate:
             s.execute(
                 sa.update(PromptVersion).where(PromptVersion.template_name == name).values(is_active=False)
             )
-        pv = PromptVersion(template_name=name, version=latest + 1, body=body, author=author, note=note.strip(),
+        pv = PromptVersion(template_name=name, version=latest + 1, body=body, author=author, note=note,
                            is_active=activate)
         s.add(pv)
         s.flush()
@@ -153,9 +147,18 @@ def save_version(*, name: str, body: str, author: str, note: str = "", activate:
         return pv
 
 
+def _lock_template(session, name: str) -> None:
+    """Serialise saves and activations of one template (the partial unique index allows one active version):
+    racing "save version" and "activate" end with the later one active, never an IntegrityError."""
+    session.execute(sa.text("select pg_advisory_xact_lock(hashtext(:n))"), {"n": f"prompt:{name}"})
+
+
 def activate(*, name: str, version: int | None) -> None:
     """Make `version` the active one; None means 'use the file default'."""
+    if name not in manifest():
+        raise NotFoundError(f"Unknown prompt template '{name}'.")
     with session_scope() as s:
+        _lock_template(s, name)
         if version is not None:
             exists = s.exec(
                 select(PromptVersion).where(PromptVersion.template_name == name, PromptVersion.version == version)

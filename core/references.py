@@ -21,12 +21,12 @@ from core import media
 from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
 from core.images import check_filename, prepare_for_storage
 from core.settings import get_settings
+from core.text import CAPTION_MAX, clean_text
 from core.urlfetch import fetch_image_bytes
 from db.engine import session_scope
 from db.models import Character, ReferenceImage, utcnow
 
 log = logging.getLogger(__name__)
-CAPTION_MAX = 1000
 _LOCK_CLASS = 7_310_001  # pg_advisory_xact_lock(class, character_id): reference uploads of one character
 
 
@@ -36,19 +36,18 @@ def list_references(*, character_id: int) -> list[ReferenceImage]:
         return list(s.exec(q.order_by(ReferenceImage.position, ReferenceImage.id)).all())
 
 
-def _check_text(caption: str, alt_text: str) -> tuple[str, str]:
-    for label, value in (("Caption", caption), ("Alt text", alt_text)):
-        if len(value or "") > CAPTION_MAX:
-            raise ValidationError(f"{label} is {len(value)} characters; the limit is {CAPTION_MAX}.")
-    return (caption or "").strip(), (alt_text or "").strip()
+def clean_captions(caption: str | None, alt_text: str | None) -> tuple[str, str]:
+    """Caption and alt text under CAPTION_MAX, without control or bidi override characters (refused, not cut)."""
+    return (clean_text(caption, field="Caption", limit=CAPTION_MAX, multiline=True),
+            clean_text(alt_text, field="Alt text", limit=CAPTION_MAX, multiline=True))
 
 
 def _store(
     *, character_id: int, data: bytes, filename: str | None, claimed_mime: str | None, source: str,
     source_url: str | None, editor: str, caption: str = "", alt_text: str = "",
 ) -> ReferenceImage:
+    caption, alt_text = clean_captions(caption, alt_text)  # before any file is written
     settings = get_settings()
-    caption, alt_text = _check_text(caption, alt_text)
     stored = prepare_for_storage(
         data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
         thumb_size=settings.thumbnail_size, filename=filename, claimed_mime=claimed_mime,
@@ -136,7 +135,7 @@ def update_reference_text(
 
     `expected_version` is the version the editor's form showed; a newer version in the database means
     someone else saved in between and ConflictError names them (nothing is overwritten)."""
-    caption, alt_text = _check_text(caption, alt_text)
+    caption, alt_text = clean_captions(caption, alt_text)
     with session_scope() as s:
         row = s.execute(
             sa.update(ReferenceImage)

@@ -14,6 +14,7 @@ from core import media
 from core.errors import NotFoundError, ValidationError, require
 from core.generation import REASON_CODES
 from core.shots import shot_list
+from core.text import clean_text
 from db.engine import session_scope
 from db.models import RUN_ACTIVE, Character, GenerationRun, ReferenceImage, Style, Variation, utcnow
 
@@ -103,8 +104,7 @@ def _checked_decision(decision: str, reason_codes: list[str] | None, note: str) 
         raise ValidationError(f"Unknown reason code(s): {', '.join(unknown)}.")
     if decision == "rejected" and not codes:
         raise ValidationError("Pick at least one reason to reject: it goes into the next attempt's prompt.")
-    if len(note) > NOTE_MAX:
-        raise ValidationError(f"The note is {len(note)} characters; the limit is {NOTE_MAX}.")
+    clean_text(note, field="The note", limit=NOTE_MAX, multiline=True)  # controls, bidi overrides, length
     return codes
 
 

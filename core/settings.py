@@ -51,6 +51,11 @@ class Settings(BaseSettings):
 
     thumbnail_size: int = 256
 
+    # Template renders (core/template_runner.py): each runs in a child process under these limits
+    template_render_timeout_s: float = Field(default=5.0, description="Wall-clock limit of one template render")
+    template_render_memory_mb: int = Field(default=256, description="Memory a render child may add")
+    template_render_processes: int = Field(default=2, description="Render children per process (reused)")
+
     # Embeddings: the text space (text-local = offline MiniLM; text-openai needs a key). Images always use image-local.
     embedding_text_space: str = Field(default="text-local", description="text-local | text-openai")
     embedding_warmup: bool = Field(default=True, description="Load the text model in the web process at start "

@@ -22,6 +22,7 @@ from core import embeddings, images
 from core.embedding_spaces import IMAGE_LOCAL, dims_of, get_embedder, text_space
 from core.errors import ValidationError
 from core.settings import get_settings
+from core.text import SEARCH_MAX
 from core.visual_descriptor import describe_bytes
 from db.engine import session_scope
 
@@ -162,6 +163,8 @@ def search_text(*, query: str, subject_types: Sequence[str] = ("character",), k:
     space = space or text_space()
     if not query.strip():
         raise ValidationError("Type something to search for.")
+    if len(query.strip()) > SEARCH_MAX:
+        raise ValidationError(f"The search is {len(query.strip())} characters; the limit is {SEARCH_MAX}.")
     qv = get_embedder(space).embed([query.strip()])[0]
     return nearest(vector=embeddings.vec_literal(qv), space=space, subject_types=subject_types, k=k, flt=flt)
 

@@ -1,17 +1,24 @@
-"""Styles: a named look (description, prompt fragment, palette) shared by characters."""
+"""Styles: a named look (description, prompt fragment, palette) shared by characters.
+
+Edits carry the `version` the editor's form was loaded with (as characters do): a stale
+form is refused with a message naming who saved first, and nothing is overwritten.
+"""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from core.errors import DuplicateError, ValidationError, require
+from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
+from core.text import DESCRIPTION_MAX, clean_line, clean_text
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
 
 NAME_MAX = 80
+FRAGMENT_MAX = 1_000
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -24,16 +31,18 @@ class StyleInput:
 
 
 def _validate(data: StyleInput) -> StyleInput:
-    name = " ".join((data.name or "").split())
+    name = clean_line(data.name, field="Style name", limit=NAME_MAX)
     if not name:
         raise ValidationError("Style name is required.")
-    if len(name) > NAME_MAX:
-        raise ValidationError(f"Style name is {len(name)} characters; the limit is {NAME_MAX}.")
     palette = [p.strip() for p in data.palette if p.strip()]
     for colour in palette:
         if not _HEX.match(colour):
             raise ValidationError(f"Palette colour '{colour}' is not a #rrggbb hex colour.")
-    return StyleInput(name, (data.description or "").strip(), (data.prompt_fragment or "").strip(), palette)
+    if len(palette) > 16:
+        raise ValidationError(f"{len(palette)} palette colours given; the limit is 16.")
+    return StyleInput(name, clean_text(data.description, field="Description", limit=DESCRIPTION_MAX, multiline=True),
+                      clean_text(data.prompt_fragment, field="Prompt fragment", limit=FRAGMENT_MAX, multiline=True),
+                      palette)
 
 
 def list_styles() -> list[Style]:
@@ -55,23 +64,44 @@ def create_style(*, data: StyleInput, editor: str) -> Style:
         _ensure_unique(s, clean.name)
         style = Style(**clean.__dict__, created_by=editor, updated_by=editor)
         s.add(style)
-        s.flush()
+        try:
+            s.flush()
+        except IntegrityError:  # the same name saved by someone else a moment ago
+            raise DuplicateError(f"A style named '{clean.name}' was just created by someone else.") from None
         s.refresh(style)
         return style
 
 
-def update_style(*, style_id: int, data: StyleInput, editor: str) -> Style:
+def update_style(*, style_id: int, expected_version: int, data: StyleInput, editor: str) -> Style:
+    """Only the version the form was loaded with is updated; otherwise ConflictError names who saved first."""
     clean = _validate(data)
     with session_scope() as s:
-        style = require(s.get(Style, style_id), f"Style #{style_id} does not exist.")
+        require(s.get(Style, style_id), f"Style #{style_id} does not exist (it may have been deleted).")
         _ensure_unique(s, clean.name, exclude_id=style_id)
-        for k, v in clean.__dict__.items():
-            setattr(style, k, v)
-        style.updated_by, style.updated_at = editor, utcnow()
-        s.add(style)
-        s.flush()
-        s.refresh(style)
-        return style
+        try:
+            updated = s.execute(
+                sa.update(Style).where(Style.id == style_id, Style.version == expected_version)
+                .values(**clean.__dict__, updated_by=editor, updated_at=utcnow(), version=Style.version + 1)
+                .returning(Style.id)
+            ).first()
+        except IntegrityError:
+            raise DuplicateError(f"A style named '{clean.name}' was just saved by someone else.") from None
+        if updated is None:
+            s.expire_all()
+            current = s.get(Style, style_id)
+            if current is None:
+                raise NotFoundError(f"Style #{style_id} was deleted by someone else.")
+            raise ConflictError(
+                f"Style '{current.name}' was changed by {current.updated_by or 'someone'} at "
+                f"{current.updated_at:%Y-%m-%d %H:%M:%S} UTC (version {current.version}, your form has version "
+                f"{expected_version}). Nothing was overwritten: reload to see their changes, then apply yours again."
+            )
+    return get_style(style_id=style_id)
+
+
+def get_style(*, style_id: int) -> Style:
+    with session_scope() as s:
+        return require(s.get(Style, style_id), f"Style #{style_id} does not exist (it may have been deleted).")
 
 
 def delete_style(*, style_id: int) -> None:

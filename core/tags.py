@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from core.embedding_spaces import dims_of, text_space
 from core.errors import DuplicateError, NotFoundError, ValidationError
+from core.text import NOTE_MAX, clean_line, clean_text
 from db.engine import session_scope
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,20 @@ def list_tags() -> list[Tag]:
     return [Tag(*r) for r in rows]
 
 
+DESCRIPTION_MAX = NOTE_MAX
+
+
 def _clean_name(name: str) -> str:
-    name = " ".join(name.split()).lower()
+    name = clean_line(name, field="Tag name", limit=10**6).lower()
     if not name:
         raise ValidationError("A tag needs a name.")
     if len(name) > MAX_NAME:
         raise ValidationError(f"Tag names are at most {MAX_NAME} characters (this one has {len(name)}).")
     return name
+
+
+def _clean_description(description: str) -> str:
+    return clean_text(description, field="Tag description", limit=DESCRIPTION_MAX, multiline=True)
 
 
 def _insert(s, name: str, description: str, editor: str) -> int | None:
@@ -65,7 +73,7 @@ def _insert(s, name: str, description: str, editor: str) -> int | None:
 
 def create_tag(*, name: str, description: str = "", editor: str, embed: bool = True) -> int:
     """A new concept; it is embedded (and assigned to the cast) by a background job."""
-    name = _clean_name(name)
+    name, description = _clean_name(name), _clean_description(description)
     with session_scope() as s:
         tag_id = _insert(s, name, description, editor)
     if tag_id is None:
@@ -76,7 +84,7 @@ def create_tag(*, name: str, description: str = "", editor: str, embed: bool = T
 
 
 def update_tag(*, tag_id: int, name: str, description: str) -> None:
-    name = _clean_name(name)
+    name, description = _clean_name(name), _clean_description(description)
     with session_scope() as s:
         clash = s.execute(sa.text("select 1 from tag_concept where name = :n and id <> :i"),
                           {"n": name, "i": tag_id}).scalar()

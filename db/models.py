@@ -39,6 +39,7 @@ class Style(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     created_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
     updated_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"))
 
 
 class Character(SQLModel, table=True):

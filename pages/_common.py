@@ -9,8 +9,9 @@ import logging
 import streamlit as st
 
 from core import media
-from core.errors import WorkbenchError
+from core.errors import ValidationError, WorkbenchError
 from core.settings import get_settings
+from core.text import clean_editor_name, escape_markdown
 
 log = logging.getLogger(__name__)
 EDITOR_KEY = "editor_name"
@@ -35,6 +36,16 @@ def _warm_up_embedder() -> bool:
     return True
 
 
+def _store_editor_name() -> None:
+    """The typed name, cleaned by the same rule as every other text field; a refusal is shown under the box."""
+    try:
+        st.session_state[EDITOR_KEY] = clean_editor_name(st.session_state["_editor_name_widget"])
+        st.session_state.pop("_editor_name_error", None)
+    except ValidationError as err:
+        st.session_state[EDITOR_KEY] = ""
+        st.session_state["_editor_name_error"] = str(err)
+
+
 def sidebar() -> str | None:
     """Render the shared sidebar; return the editor's display name (None until given)."""
     settings = get_settings()
@@ -42,7 +53,7 @@ def sidebar() -> str | None:
     with st.sidebar:
         name = _login_name()
         if name:
-            st.caption(f"Signed in as **{name}**")
+            st.caption(f"Signed in as **{escape_markdown(name)}**")
         else:
             # The name lives under a plain session key: a widget's own state is dropped when the
             # editor switches pages, which would ask for the name again on every page.
@@ -50,10 +61,13 @@ def sidebar() -> str | None:
                 "Your name", key="_editor_name_widget", value=st.session_state.get(EDITOR_KEY, ""),
                 placeholder="e.g. Sam (shown in audit columns)",
                 help="Recorded as created/updated by. Asked once per browser session.",
-                on_change=lambda: st.session_state.update(
-                    {EDITOR_KEY: st.session_state["_editor_name_widget"].strip()}),
+                on_change=_store_editor_name,
             )
             name = st.session_state.get(EDITOR_KEY) or None
+            if st.session_state.get("_editor_name_error"):
+                st.error(st.session_state["_editor_name_error"])
+            elif name:
+                st.caption(f"Saving as **{escape_markdown(name)}**")
             if not name:
                 st.caption("Enter your name to save changes.")
         if settings.openai_api_key is None:
@@ -76,7 +90,7 @@ def show_flashes() -> None:
 def report(err: Exception) -> None:
     """Editor-facing errors are shown as written; anything else is logged and summarised."""
     if isinstance(err, WorkbenchError):
-        st.error(str(err))
+        st.error(escape_markdown(err))  # messages quote editor text (names, template lines): shown literally
     else:
         log.exception("unexpected error in page")
         st.error(f"Unexpected error ({err.__class__.__name__}); details are in the server log.")

@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import ai_calls
+from core.text import escape_markdown as md
 from pages._common import sidebar
 
 sidebar()
@@ -76,6 +77,6 @@ with tab_fail:
         st.success("No failures in this period.")
     for c in failures:
         with st.expander(f"#{c.id} {c.function} · {c.status} in {c.phase} · {c.created_at:%Y-%m-%d %H:%M}"):
-            st.error(c.error or "no message")
+            st.error(md(c.error or "no message"))
             st.json({"provider": c.provider, "model": c.model, "attempts": c.attempts, "steps": c.steps,
                      "template": c.template_name, "layer": c.template_layer, "version": c.template_version})

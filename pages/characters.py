@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import ai_functions, characters, embedding_spaces, generation, references, review, similarity, styles
 from core.errors import ConflictError, WorkbenchError
+from core.text import escape_markdown as md
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,13 @@ def detail_view(character_id: int) -> None:
         top[0].image(avatar, width=96)
     else:
         top[0].caption("no image")
-    top[1].title(f"{ch.name}{' (archived)' if ch.archived else ''}")
+    top[1].title(f"{md(ch.name)}{' (archived)' if ch.archived else ''}")
     if top[2].button("← Back", key="back"):
         _open(None)
         st.rerun()
     st.caption(
-        f"slug `{ch.slug}` · created by {ch.created_by or '—'} {ch.created_at:%Y-%m-%d %H:%M} · "
-        f"updated by {ch.updated_by or '—'} {ch.updated_at:%Y-%m-%d %H:%M} · version {ch.version}"
+        f"slug `{ch.slug}` · created by {md(ch.created_by or '—')} {ch.created_at:%Y-%m-%d %H:%M} · "
+        f"updated by {md(ch.updated_by or '—')} {ch.updated_at:%Y-%m-%d %H:%M} · version {ch.version}"
     )
     if ch.version != version:
         st.warning(
@@ -107,7 +108,7 @@ def detail_view(character_id: int) -> None:
                     ),
                 )
                 st.session_state[f"loaded_version_{ch.id}"] = updated.version
-                flash(f"Saved '{updated.name}' (version {updated.version}).")
+                flash(f"Saved '{md(updated.name)}' (version {updated.version}).")
                 _warn_if_look_alike(updated.id)
                 st.rerun()
             except Exception as err:
@@ -124,7 +125,7 @@ def detail_view(character_id: int) -> None:
                     character_id=ch.id, expected_version=version, archived=not ch.archived, editor=editor
                 )
                 st.session_state[f"loaded_version_{ch.id}"] = updated.version
-                flash(f"'{ch.name}' {'restored' if ch.archived else 'archived'}.")
+                flash(f"'{md(ch.name)}' {'restored' if ch.archived else 'archived'}.")
                 st.rerun()
             except Exception as err:
                 report(err)
@@ -189,7 +190,7 @@ def run_panel(run_id: int, *, live: bool, archived: bool) -> None:
                 st.caption(f"{STATUS_ICON.get(v.status, '')} **{v.slot_key}** {REVIEW_ICON.get(v.review_status, '')}"
                            + (f" · attempt {v.attempt}" if v.attempt > 1 else ""))
                 if v.status == "failed" and v.error:
-                    st.caption(f":red[{v.error[:160]}]")
+                    st.caption(f":red[{md(v.error[:160])}]")
         b1, b2, b3 = st.columns(3)
         if status.active:
             if b1.button("Cancel run", key=f"cancel_{run_id}", disabled=not editor):
@@ -218,7 +219,7 @@ def run_panel(run_id: int, *, live: bool, archived: bool) -> None:
 def _flash_upload_error(err: Exception, character_id: int) -> None:
     """An upload refused: our message as written, anything else logged and summarised (shown after a rerun)."""
     if isinstance(err, WorkbenchError):
-        flash(f"Not added: {err}", "error")
+        flash(f"Not added: {md(err)}", "error")
     else:
         log.error("reference upload for character %s failed", character_id, exc_info=err)
         flash(f"An image was not added: unexpected error ({err.__class__.__name__}); details are in the server log.",
@@ -243,11 +244,11 @@ def reference_section(ch) -> None:
                 )
                 added += 1
                 if ref.import_note:
-                    flash(f"{ref.original_filename}: {ref.import_note}", "info")
+                    flash(f"{md(ref.original_filename)}: {ref.import_note}", "info")
             except Exception as err:  # noqa: BLE001 - shown after the rerun below (ours as written, others logged)
                 _flash_upload_error(err, ch.id)
         if added:
-            flash(f"{added} reference image(s) added to '{ch.name}'.")
+            flash(f"{added} reference image(s) added to '{md(ch.name)}'.")
             st.rerun()
         elif not files:
             st.warning("Choose one or more image files first.")
@@ -259,7 +260,7 @@ def reference_section(ch) -> None:
         try:
             with st.spinner("Fetching…"):
                 ref = references.add_reference_url(character_id=ch.id, url=url, editor=editor)
-            flash(f"Image from URL added to '{ch.name}'." + (f" {ref.import_note}" if ref.import_note else ""))
+            flash(f"Image from URL added to '{md(ch.name)}'." + (f" {ref.import_note}" if ref.import_note else ""))
             st.rerun()
         except Exception as err:
             report(err)
@@ -274,7 +275,7 @@ def reference_section(ch) -> None:
             if path:
                 st.image(path, caption=f"{ref.width}×{ref.height} {ref.mime.split('/')[-1]} · {ref.source}")
             else:
-                st.warning(f"File missing on disk: {ref.path}")
+                st.warning(f"File missing on disk: {md(ref.path)}")
             if ref.import_note:
                 st.caption(ref.import_note)
             cap_key, alt_key, ver_key = f"ref_caption_{ref.id}", f"ref_alt_{ref.id}", f"ref_version_{ref.id}"
@@ -341,7 +342,7 @@ def _warn_if_look_alike(character_id: int) -> None:
         log.warning("look-alike check for character %s failed: %s", character_id, err)
         return
     if twin:
-        flash(f"⚠️ Very close to **{twin.name}** (similarity {twin.similarity:.2f}): editors and the image model "
+        flash(f"⚠️ Very close to **{md(twin.name)}** (similarity {twin.similarity:.2f}): editors and the image model "
               "may confuse them. Consider making the description, traits or style more distinct.", "warning")
 
 
@@ -363,7 +364,7 @@ def _name_suggestions(target_key: str) -> None:
     st.caption("Suggestions: click one to use it.")
     cols = st.columns(len(names))
     for col, n in zip(cols, names):
-        col.button(n, key=f"{target_key}_use_{n}", on_click=lambda n=n: st.session_state.update({target_key: n}))
+        col.button(md(n), key=f"{target_key}_use_{n}", on_click=lambda n=n: st.session_state.update({target_key: n}))
 
 
 def create_form(*, expanded: bool) -> None:
@@ -409,7 +410,7 @@ def create_form(*, expanded: bool) -> None:
                 except Exception as err:  # noqa: BLE001 - the character itself was created; shown after the rerun
                     problems += 1
                     _flash_upload_error(err, ch.id)
-            flash(f"Created '{ch.name}'" + (f" ({problems} image(s) rejected, see above)." if problems else "."))
+            flash(f"Created '{md(ch.name)}'" + (f" ({problems} image(s) rejected, see above)." if problems else "."))
             _warn_if_look_alike(ch.id)
             for k in ("new_name", "new_description", "new_traits", "new_notes", "new_name_suggestions"):
                 st.session_state.pop(k, None)
@@ -452,7 +453,7 @@ def list_view() -> None:
         created = sum(1 for r in results if isinstance(r, generation.RunRequest) and r.created)
         refused = [str(r) for r in results if isinstance(r, Exception)]
         flash(f"{created} run(s) queued; {len(results) - created - len(refused)} already in progress."
-              + (f" Refused: {'; '.join(refused)}" if refused else ""))
+              + (f" Refused: {md('; '.join(refused))}" if refused else ""))
         st.rerun()
     chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     avatars = review.avatar_paths([r.id for r in chunk])
@@ -466,8 +467,8 @@ def list_view() -> None:
                     st.image(thumb, width="stretch")
                 else:
                     st.caption("🖼️ no reference image yet")
-                st.markdown(f"**{row.name}**" + (" · _archived_" if row.archived else ""))
-                st.caption(f"{row.style_name or 'no style'} · {', '.join(row.traits[:4]) or 'no traits'}")
+                st.markdown(f"**{md(row.name)}**" + (" · _archived_" if row.archived else ""))
+                st.caption(f"{md(row.style_name or 'no style')} · {md(', '.join(row.traits[:4]) or 'no traits')}")
                 gs = summary.get(row.id, {})
                 if gs:
                     st.caption(("🔄 generating · " if gs.get("active_run") else "")

@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core import embedding_spaces, embeddings, jobs, tags
+from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
 
 editor = sidebar()
@@ -98,7 +99,7 @@ def tags_view() -> None:
         if st.form_submit_button("Add tag", disabled=not editor):
             try:
                 tags.create_tag(name=name, description=desc, editor=editor)
-                flash(f"Tag '{name.strip().lower()}' added; it is assigned once it is embedded.")
+                flash(f"Tag '{md(name.strip().lower())}' added; it is assigned once it is embedded.")
                 st.rerun()
             except Exception as err:
                 report(err)
@@ -119,7 +120,7 @@ def tags_view() -> None:
                 st.rerun()
             if delete:
                 tags.delete_tag(tag_id=tid)
-                flash(f"Tag '{by_id[tid].name}' deleted.")
+                flash(f"Tag '{md(by_id[tid].name)}' deleted.")
                 st.rerun()
         except Exception as err:
             report(err)

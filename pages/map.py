@@ -8,6 +8,7 @@ import streamlit as st
 from core import map_view, projection, review, tags
 from core.generation import REASON_CODES
 from core.projection import ProjectionParams
+from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
 GRID_PER_PAGE = 24
@@ -155,7 +156,7 @@ def _card(sid: int, *, big: bool = False) -> None:
         st.image(path, width="stretch")
     else:
         st.caption("no image yet")
-    st.markdown(f"**{r['name']}**" + (f" · {r['slot']}" if r["slot"] else ""))
+    st.markdown(f"**{md(r['name'])}**" + (f" · {md(r['slot'])}" if r["slot"] else ""))
     bits = [str(r["style"])]
     if subject_type == "variation":
         bits.append(str(r["review"]))
@@ -163,7 +164,7 @@ def _card(sid: int, *, big: bool = False) -> None:
         bits += [f"cluster {r['cluster_label']}", f"tag: {r['tag']}"]
         if r["placed_by"] == "transform":
             bits.append("placed after the fit")
-    st.caption(" · ".join(bits))
+    st.caption(" · ".join(md(b) for b in bits))
     if r["character_id"] == r["character_id"] and r["character_id"] is not None:
         st.page_link("pages/characters.py", label="Open", icon="↗️", query_params={"character": int(r["character_id"])})
 
@@ -189,7 +190,7 @@ with a_tag:
     if st.button(f"Tag {len(selected)}", disabled=not editor, key="map_tag_apply"):
         try:
             n = tags.apply_tag(subject_type=subject_type, subject_ids=selected, tag_name=tag_name, editor=editor)
-            flash(f"Tagged {n} with “{tag_name.strip()}”.")
+            flash(f"Tagged {n} with “{md(tag_name.strip())}”.")
             st.rerun()
         except Exception as err:
             report(err)

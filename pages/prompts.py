@@ -34,6 +34,7 @@ with tab_edit:
         f"(layer: {current.layer}). Variables: `character.*`, `style.*`, `slot.*`, `rejection_reasons`, "
         "`existing_names`, `existing_caption`, `count`."
     )
+    st.caption(prompt_registry.limits_summary())
     st.text_area("Template body (Jinja2, sandboxed)", key=draft_key, height=260)
     note = st.text_input("Version note", key=f"note_{name}", placeholder="what changed and why")
     c1, c2, c3 = st.columns([1, 1, 2])

@@ -3,6 +3,7 @@ import streamlit as st
 
 from core import generation, references, review, styles
 from core.shots import shot_list
+from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
 editor = sidebar()
@@ -51,7 +52,7 @@ if "export" in st.session_state:
 @st.dialog("Slot review", width="large")
 def slot_dialog(character_id: int, name: str, slot_key: str) -> None:
     tries = review.attempts(character_id=character_id, slot_key=slot_key)
-    st.subheader(f"{name} · {slot_key}")
+    st.subheader(f"{md(name)} · {slot_key}")
     refs = references.list_references(character_id=character_id)
     if refs:
         st.caption("Reference images")
@@ -68,7 +69,7 @@ def slot_dialog(character_id: int, name: str, slot_key: str) -> None:
             st.caption(f"attempt {v.attempt} · run #{v.run_id} · {v.status} · {v.review_status}"
                        + (f" · {', '.join(v.reason_codes)}" if v.reason_codes else ""))
             if v.error:
-                st.caption(f":red[{v.error}]")
+                st.caption(f":red[{md(v.error)}]")
     latest = tries[0] if tries else None
     if latest is None:
         return
@@ -115,8 +116,8 @@ with tab_grid:
         col.caption(slot.label)
     for row in grid:
         cols = st.columns([2] + [1] * len(SLOTS))
-        cols[0].markdown(f"**{row.name}**")
-        cols[0].caption(row.style_name or "no style")
+        cols[0].markdown(f"**{md(row.name)}**")
+        cols[0].caption(md(row.style_name or "no style"))
         for col, slot in zip(cols[1:], SLOTS):
             cell = row.cells.get(slot.key)
             if cell is None:
@@ -125,8 +126,8 @@ with tab_grid:
             if media_path(cell.thumb_path):
                 col.image(media_path(cell.thumb_path), width="stretch")
             label = f"{STATUS_ICON.get(cell.status, '')}{REVIEW_BADGE[cell.review_status] if cell.status == 'completed' else ''}"
-            if col.button(label or "open", key=f"cell_{cell.variation_id}", help=f"{row.name} · {slot.label}: "
-                          f"{cell.status}, {cell.review_status}" + (f" ({cell.error})" if cell.error else "")):
+            if col.button(label or "open", key=f"cell_{cell.variation_id}", help=md(f"{row.name} · {slot.label}: "
+                          f"{cell.status}, {cell.review_status}" + (f" ({cell.error})" if cell.error else ""))):
                 slot_dialog(row.character_id, row.name, slot.key)
 
 with tab_queue:
@@ -144,7 +145,7 @@ with tab_queue:
         q1, q2 = st.columns([2, 1])
         q1.markdown(review.drift_label(v.drift_score))
         if media_path(v.path):
-            q1.image(media_path(v.path), caption=f"{name} · {v.slot_key} · attempt {v.attempt}", width="stretch")
+            q1.image(media_path(v.path), caption=f"{md(name)} · {v.slot_key} · attempt {v.attempt}", width="stretch")
         with q2:
             refs = references.list_references(character_id=v.character_id)
             if refs and media_path(refs[0].thumb_path):

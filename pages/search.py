@@ -3,6 +3,7 @@ import streamlit as st
 
 from core import characters, similarity, styles, tags
 from core.errors import ValidationError
+from core.text import escape_markdown as md
 from pages._common import media_path, report, sidebar
 
 sidebar()
@@ -38,7 +39,7 @@ try:
         cards = similarity.hit_cards([similarity.Hit(a_type, a_id, 1.0)])
         name = f"{cards[0].title} ({cards[0].subtitle})" if cards and a_type != "character" else (
             cards[0].title if cards else "a deleted item")
-        title = f"Most similar to **{name}**"
+        title = f"Most similar to **{md(name)}**"
         if cards and media_path(cards[0].thumb_path):
             st.image(media_path(cards[0].thumb_path), width=120)
         if st.button("✖ Clear “find similar”", key="clear_similar"):
@@ -51,7 +52,7 @@ try:
                               placeholder="e.g. a quiet fighter who hides in shadows")
         find = c2.radio("Find", list(FIND), key="search_find", horizontal=True)
         if query.strip():
-            title = f"{find} closest to “{query.strip()}”"
+            title = f"{find} closest to “{md(query.strip())}”"
             with st.spinner("Searching (the first search loads the embedding model, a few seconds)…"):
                 result = similarity.search_text(query=query, subject_types=FIND[find], k=k, flt=flt)
         else:
@@ -66,7 +67,7 @@ try:
             if cid is None:
                 hint = "Pick a character to see the ones most like it (by description, traits and style)."
             else:
-                title = f"Most similar to **{cast[cid]}**"
+                title = f"Most similar to **{md(cast[cid])}**"
                 result = similarity.similar_to(subject_type="character", subject_id=cid, k=k, flt=flt)
     else:
         up = st.file_uploader("Upload an image to find similar ones (nothing is stored)",
@@ -76,10 +77,10 @@ try:
                     "pixels (colour layout, palette, shapes).")
         else:
             st.image(up.getvalue(), width=120)
-            title = f"Images most like **{up.name}**"
+            title = f"Images most like **{md(up.name)}**"
             result = similarity.search_image(data=up.getvalue(), k=k, flt=flt, filename=up.name)
 except ValidationError as err:
-    st.warning(str(err))
+    st.warning(md(err))
 except Exception as err:
     report(err)
 
@@ -99,10 +100,10 @@ for i, card in enumerate(similarity.hit_cards(result.hits)):
     with cols[i % COLS].container(border=True):
         if media_path(card.thumb_path):
             st.image(media_path(card.thumb_path), width="stretch")
-        st.markdown(f"**{card.title}**")
-        st.caption(f"similarity {card.similarity:.3f} · {card.subtitle}")
+        st.markdown(f"**{md(card.title)}**")
+        st.caption(f"similarity {card.similarity:.3f} · {md(card.subtitle)}")
         if card.tags:
-            st.caption(" ".join(f"`{t}`" for t in card.tags))
+            st.caption(" · ".join(md(t) for t in card.tags))
         if st.button("Find similar", key=f"sim_{card.subject_type}_{card.subject_id}", width="stretch"):
             st.session_state["similar_to"] = (card.subject_type, card.subject_id)
             st.rerun()

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core import styles
+from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
 
 editor = sidebar()
@@ -22,6 +23,16 @@ choices = {"➕ New style": None} | {s.name: s for s in all_styles}
 picked_label = st.selectbox("Edit", list(choices), key="style_pick")
 picked = choices[picked_label]
 form_id = picked.id if picked else "new"
+version_key = f"style_version_{form_id}"
+if picked is not None:
+    loaded = st.session_state.setdefault(version_key, picked.version)  # the version this form was loaded with
+    if loaded != picked.version:
+        st.warning(f"Someone saved this style after you opened it (now version {picked.version}, your form has "
+                   f"{loaded}). Saving will be refused until you reload.")
+        if st.button("Reload latest", key="style_reload"):
+            for key in (version_key, f"style_name_{form_id}", f"style_palette_{form_id}"):
+                st.session_state.pop(key, None)
+            st.rerun()
 with st.form(f"style_form_{form_id}", clear_on_submit=picked is None):
     name = st.text_input("Name", value=picked.name if picked else "", max_chars=80, key=f"style_name_{form_id}")
     description = st.text_area("Description", value=picked.description if picked else "")
@@ -39,17 +50,19 @@ if submitted:
     try:
         if picked is None:
             styles.create_style(data=data, editor=editor)
-            flash(f"Style '{name.strip()}' created.")
+            flash(f"Style '{md(name.strip())}' created.")
         else:
-            styles.update_style(style_id=picked.id, data=data, editor=editor)
-            flash(f"Style '{name.strip()}' saved.")
+            saved = styles.update_style(style_id=picked.id, expected_version=st.session_state[version_key], data=data,
+                                        editor=editor)
+            st.session_state[version_key] = saved.version
+            flash(f"Style '{md(name.strip())}' saved.")
         st.rerun()
     except Exception as err:
         report(err)
-if picked is not None and st.button(f"Delete '{picked.name}'", disabled=not editor):
+if picked is not None and st.button(f"Delete '{md(picked.name)}'", disabled=not editor):
     try:
         styles.delete_style(style_id=picked.id)
-        flash(f"Style '{picked.name}' deleted.")
+        flash(f"Style '{md(picked.name)}' deleted.")
         st.rerun()
     except Exception as err:
         report(err)

@@ -108,5 +108,5 @@ def test_styles_unique_names_palette_and_delete_guard(editor):
     characters.create_character(data=CharacterInput(name="Ayla", style_id=ink.id), editor=editor)
     with pytest.raises(ValidationError, match="used by 1 character"):
         styles.delete_style(style_id=ink.id)
-    renamed = styles.update_style(style_id=ink.id, data=styles.StyleInput(name="Ink & Wash"), editor="Ann")
+    renamed = styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Ink & Wash"), editor="Ann")
     assert renamed.name == "Ink & Wash" and renamed.updated_by == "Ann"

@@ -37,7 +37,7 @@ def test_second_run_makes_zero_model_calls_and_edit_makes_stale(editor):
                                 data=CharacterInput(name="Ayla Stormwind", traits=["storm mage", "silver hair"],
                                                     style_id=ink.id))
     embeddings.embed_characters()
-    styles.update_style(style_id=ink.id, data=styles.StyleInput(name="Woodcut"), editor=editor)
+    styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Woodcut"), editor=editor)
     status = {r["name"]: r["status"] for r in embeddings.character_status()}
     assert status == {"Ayla Stormwind": "stale", "Bram Copperkettle": "current", "Sable Nyx": "current",
                       "Pip Thimble": "current"}

@@ -246,7 +246,7 @@ def test_embeddings_status_jobs_bulk_reembed_then_search_and_find_similar(editor
     at = _page("pages/embeddings.py")
     assert _overview(at, "Characters")["current"] == 3
 
-    styles.update_style(style_id=ink.id, data=styles.StyleInput(name="Woodcut"), editor=editor)
+    styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Woodcut"), editor=editor)
     at = _page("pages/embeddings.py")
     assert _overview(at, "Characters")["stale"] == 3
     _click(at, "Re-embed stale (3)")
