@@ -1,7 +1,7 @@
 """reference_image: version column (stale caption/alt-text edits), who changed it last, import note
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 
 Captions and alt text are edited in a form that can sit open for minutes; two editors saving
 the same image must not silently overwrite each other. `version` is checked and bumped by
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
