@@ -33,6 +33,9 @@ class TemplateProblem(ValidationError):
     """A template that does not parse or render; the message names the line, variable or limit."""
 
 
+STARTUP_TIMEOUT_S = 60.0
+
+
 class TemplateLimitError(TemplateProblem):
     """A render went past a limit (time, memory, output size, ...)."""
 
@@ -63,13 +66,15 @@ class _Child:
             except OSError as err:
                 log.debug("closing a pipe of render child %s: %s", self.proc.pid, err)
 
-    def exchange(self, request: bytes, deadline: float) -> dict[str, Any] | None:
-        """Send one request; the reply, or None when the deadline passed or the child died."""
-        try:
-            self.proc.stdin.write(request)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return None
+    def exchange(self, request: bytes | None, deadline: float) -> dict[str, Any] | None:
+        """Send one request (None: only read the next line); the reply, or None when the deadline passed or the
+        child died."""
+        if request is not None:
+            try:
+                self.proc.stdin.write(request)
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                return None
         fd = self.proc.stdout.fileno()
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
@@ -102,6 +107,11 @@ class RenderPool:
         try:
             if child is None or not child.alive():
                 child = _Child(self.memory_mb, self.cpu_s)
+                # a busy machine may take seconds to start an interpreter: that must not count as render time
+                if child.exchange(None, time.monotonic() + STARTUP_TIMEOUT_S) is None:
+                    child.kill()
+                    child = None
+                    raise TemplateProblem("The template render process could not be started; see the server log.")
             reply = child.exchange(request, time.monotonic() + self.timeout_s)
             if reply is None:
                 code = child.proc.poll()

@@ -257,6 +257,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     sys.setrecursionlimit(2_000)
     out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")  # start-up is not render time: the parent waits for this first
+    out.flush()
     for line in sys.stdin:
         request = json.loads(line)
         used = resource.getrusage(resource.RUSAGE_SELF)
