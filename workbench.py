@@ -166,13 +166,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     recovery_pass(full=True)
     threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
     concurrency = args.concurrency or settings.generation_concurrency
-    log.info("worker starting with concurrency %d", concurrency)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    log.info("worker starting with concurrency %d on %s", concurrency, ", ".join(queues) if queues else "every queue")
 
     async def run_once() -> None:
         app = make_worker_app()
         async with app.open_async():
             task = asyncio.create_task(app.run_worker_async(
-                queues=None, concurrency=concurrency, name=args.name, wait=True, install_signal_handlers=False,
+                queues=queues, concurrency=concurrency, name=args.name, wait=True, install_signal_handlers=False,
                 update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
                 stalled_worker_timeout=settings.stalled_after_s))
             current.update(loop=asyncio.get_running_loop(), task=task)
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("worker", help="run a background job worker")
     p.add_argument("--concurrency", type=int, default=0)
     p.add_argument("--name", default=None)
+    p.add_argument("--queues", default="", help="comma-separated queues (generation, embeddings, projections); "
+                   "default: all")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("demo", help="load the demo cast")
     p.add_argument("--editor", default="demo")

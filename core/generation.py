@@ -243,7 +243,7 @@ def cancel_run(*, run_id: int) -> int:
                 Variation.run_id == run_id,
                 sa.or_(Variation.status == "pending",
                        sa.and_(Variation.status == "generating", Variation.provider_called_at.is_(None))))
-            .values(status="cancelled", error="cancelled by editor", finished_at=utcnow(), claim=Variation.claim + 1)
+            .values(status="cancelled", error="cancelled by editor", finished_at=utcnow())
             .returning(Variation.job_id)
         ).scalars().all()
     manager = get_app().job_manager
@@ -255,15 +255,21 @@ def cancel_run(*, run_id: int) -> int:
 
 
 # ---------------------------------------------------------------- executing
-def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
-    """Run one slot and return its final status (or "lost" / "discarded" when another job owns it now).
+@dataclass(frozen=True)
+class Claim:
+    variation_id: int
+    job_id: int | None
+    claim: int
+    run_id: int
+    character_id: int
+    slot_key: str
+    attempt: int
+    reasons: list
+    override: str | None
 
-    Safe to call twice and fenced: the claim takes a pending slot queued for this job and bumps its
-    `claim` number; the gate before the provider call and the final UPDATE both require that number, so
-    a worker that was paused while recovery handed the slot to another job neither pays a second time
-    (it stops at the gate) nor overwrites the newer result (its UPDATE matches nothing and its files,
-    named per claim, are deleted).
-    """
+
+def claim_slot(*, variation_id: int, job_id: int | None) -> Claim | str:
+    """Take a pending slot queued for this job; returns the claim, or the slot's status when not claimable."""
     with session_scope() as s:
         claimed = s.execute(
             sa.update(Variation).where(Variation.id == variation_id, Variation.status == "pending",
@@ -282,6 +288,26 @@ def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
         s.execute(sa.update(GenerationRun).where(GenerationRun.id == run_id, GenerationRun.status == "queued")
                   .values(status="running", started_at=utcnow()))
         override = s.execute(sa.select(GenerationRun.template_override).where(GenerationRun.id == run_id)).scalar()
+    return Claim(variation_id, job_id, claim, run_id, character_id, slot_key, attempt, reasons, override)
+
+
+def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
+    """Run one slot and return its final status (or "lost" / "discarded" when another job owns it now).
+
+    Safe to call twice and fenced: the claim takes a pending slot queued for this job and bumps its
+    `claim` number; the gate before the provider call and the final UPDATE both require that number, so
+    a worker that was paused while recovery handed the slot to another job neither pays a second time
+    (it stops at the gate) nor overwrites the newer result (its UPDATE matches nothing and its files,
+    named per claim, are deleted).
+    """
+    claimed = claim_slot(variation_id=variation_id, job_id=job_id)
+    return claimed if isinstance(claimed, str) else run_claimed(claimed)
+
+
+def run_claimed(c: Claim) -> str:
+    """The claimed part of execute_variation: provider call behind the gate, fenced commit."""
+    variation_id, job_id, claim, run_id, slot_key = c.variation_id, c.job_id, c.claim, c.run_id, c.slot_key
+    override, character_id, attempt, reasons = c.override, c.character_id, c.attempt, c.reasons
     mine = sa.and_(Variation.id == variation_id, Variation.claim == claim, Variation.status == "generating")
     try:
         out = ai_engine.run(

@@ -3,8 +3,9 @@
 Every worker runs `recover()` at start and every RECOVERY_INTERVAL_S. It
 
 1. hands the jobs of silent workers (no heartbeat for STALLED_AFTER_S) to a fresh
-   job: the old job is aborted, the slot goes back to `pending` with a bumped claim
-   (so the silent worker, should it wake up, is fenced out) and a new job id;
+   job: the old job is aborted, the slot goes back to `pending` with a new job id
+   (the next claim bumps the slot's claim number, so the silent worker, should it
+   wake up, is fenced out);
 2. reconciles slots against their jobs in every state: a slot still `pending` or
    `generating` whose job ended (succeeded, failed, cancelled, aborted), vanished or
    was never queued, or that has been generating longer than a slot can take, is
@@ -85,7 +86,7 @@ def hand_over_slot(*, job_id: int, variation_id: int, reason: str) -> int | None
         else:
             new_job = defer_slot(variation_id=variation_id)
             s.execute(sa.update(Variation).where(Variation.id == variation_id).values(
-                status="pending", claim=Variation.claim + 1, provider_called_at=None, job_id=new_job, error=reason))
+                status="pending", provider_called_at=None, job_id=new_job, error=reason))
     _finish_job(job_id, "aborted")
     _close_calls_of_jobs([job_id], f"worker lost: {reason}")
     return new_job
@@ -159,7 +160,7 @@ def _close_orphaned_slots(report: RecoveryReport) -> set[int]:
             done = s.execute(sa.update(Variation).where(
                 Variation.id == r.id, Variation.status == r.status, Variation.claim == r.claim,
                 Variation.job_id.is_(None) if r.job_id is None else Variation.job_id == r.job_id,
-            ).values(status=status, error=error, finished_at=utcnow(), claim=Variation.claim + 1)).rowcount
+            ).values(status=status, error=error, finished_at=utcnow())).rowcount
         if done:
             log.warning("slot %s (run %s, job %s %s) closed as %s: %s", r.id, r.run_id, r.job_id, r.job_status,
                         status, error)
