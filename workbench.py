@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from core.logging_setup import configure_logging
 
@@ -218,6 +219,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """One archive: a consistent pg_dump of the workbench database plus the media folder."""
+    from core import backup
+    from core.settings import get_settings
+
+    url = _prepare_database(own_embedded=True)
+    info = backup.backup(target=Path(args.file), url=url, media_root=Path(get_settings().media_root))
+    print(f"backup written to {info.path}: {sum(info.row_counts.values())} rows in {len(info.row_counts)} tables, "
+          f"{info.media_files} media files ({info.media_bytes} bytes)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Load a backup into an empty instance (database and media folder); --force replaces a non-empty one."""
+    from core import backup
+    from core.errors import WorkbenchError
+    from core.settings import get_settings
+    from db.engine import database_url
+
+    url = database_url(own_embedded=True)  # no migrations first: the target must be empty
+    try:
+        info = backup.restore(source=Path(args.file), url=url, media_root=Path(get_settings().media_root),
+                              force=args.force)
+    except WorkbenchError as err:
+        print(f"restore refused: {err}", file=sys.stderr)
+        return 2
+    print(f"restored {info.path}: {sum(info.row_counts.values())} rows in {len(info.row_counts)} tables, "
+          f"{info.media_files} media files")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     parser = argparse.ArgumentParser(prog="workbench")
@@ -235,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="load the demo cast")
     p.add_argument("--editor", default="demo")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("backup", help="write one archive with a database dump and the media folder")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("restore", help="load a backup archive into an empty instance")
+    p.add_argument("file")
+    p.add_argument("--force", action="store_true", help="replace a non-empty database and media folder")
+    p.set_defaults(func=cmd_restore)
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "streamlit":
         return run_streamlit(argv[1:])
