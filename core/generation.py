@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from core import ai_engine, media
 from core.ai_functions import SlotImage
 from core.errors import NotFoundError, ValidationError, require
+from core.fencing import Claim, SlotLost, claim_slot, enter_provider_call, variation_rel_path
 from core.images import make_thumbnail
 from core.providers import get_provider
 from core.settings import get_settings
@@ -50,45 +50,6 @@ class RunRequest:
     character_name: str
 
 
-_VARIATION_FILE = re.compile(r"^(?P<slot>[a-z0-9_]+)(?:-attempt(?P<attempt>\d+))?(?:-r(?P<claim>\d+))?"
-                             r"(?P<thumb>\.thumb)?\.(?P<ext>png|jpe?g|webp)$")
-
-
-def _variation_rel_path(slug: str, run_id: int, slot_key: str, attempt: int, claim: int, ext: str) -> str:
-    """Per attempt and per claim: a worker that lost its claim never overwrites the winner's file.
-    The first claim of an attempt keeps the plain name (`<slot>.png`, `<slot>-attempt2.png`)."""
-    suffix = ("" if attempt == 1 else f"-attempt{attempt}") + ("" if claim <= 1 else f"-r{claim}")
-    return f"{media.character_dir(slug)}/variations/{run_id}/{slot_key}{suffix}.{ext}"
-
-
-def parse_variation_file(name: str) -> tuple[str, int, int] | None:
-    """(slot key, attempt, claim) of a file name written by VariationImage; None for anything else."""
-    m = _VARIATION_FILE.match(name)
-    if m is None:
-        return None
-    return m["slot"], int(m["attempt"] or 1), int(m["claim"] or 1)
-
-
-class SlotLost(Exception):
-    """The slot was cancelled or claimed by another job before this one reached the provider call."""
-
-
-def _enter_provider_call(*, variation_id: int, claim: int) -> None:
-    """The gate before the paid call: only the current claim holder of a still-generating slot passes.
-
-    Under the same row lock as cancel_run and recovery, so a slot cancelled or taken over before this
-    point never costs a provider call."""
-    with session_scope() as s:
-        ok = s.execute(
-            sa.update(Variation).where(Variation.id == variation_id, Variation.claim == claim,
-                                       Variation.status == "generating")
-            .values(provider_called_at=utcnow()).returning(Variation.id)
-        ).first()
-    if ok is None:
-        raise SlotLost(f"slot {variation_id} was cancelled or taken over (claim {claim}) before the provider call; "
-                       "nothing was spent")
-
-
 class VariationImage(SlotImage):
     """The slot image of a run: same prompt building as 'try it', stored as a variation."""
 
@@ -96,13 +57,13 @@ class VariationImage(SlotImage):
     subject_type = "variation"
 
     def call(self, rc: ai_engine.RunContext):
-        _enter_provider_call(variation_id=rc.inputs["subject_id"], claim=rc.inputs["claim"])
+        enter_provider_call(variation_id=rc.inputs["subject_id"], claim=rc.inputs["claim"])
         return super().call(rc)
 
     def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
         slug = rc.variables["character"]["slug"]
         info = rc.extra["image_info"]
-        rel = _variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"],
+        rel = variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"],
                                   rc.inputs["claim"], info.extension)
         thumb = rel.rsplit(".", 1)[0] + ".thumb.webp"
         media.write_atomic(rel, parsed.data)
@@ -255,42 +216,6 @@ def cancel_run(*, run_id: int) -> int:
 
 
 # ---------------------------------------------------------------- executing
-@dataclass(frozen=True)
-class Claim:
-    variation_id: int
-    job_id: int | None
-    claim: int
-    run_id: int
-    character_id: int
-    slot_key: str
-    attempt: int
-    reasons: list
-    override: str | None
-
-
-def claim_slot(*, variation_id: int, job_id: int | None) -> Claim | str:
-    """Take a pending slot queued for this job; returns the claim, or the slot's status when not claimable."""
-    with session_scope() as s:
-        claimed = s.execute(
-            sa.update(Variation).where(Variation.id == variation_id, Variation.status == "pending",
-                                       sa.or_(Variation.job_id.is_(None), Variation.job_id == job_id)
-                                       if job_id is not None else sa.true())
-            .values(status="generating", started_at=utcnow(), job_id=job_id, error=None, claim=Variation.claim + 1,
-                    provider_called_at=None)
-            .returning(Variation.run_id, Variation.character_id, Variation.slot_key, Variation.attempt,
-                       Variation.rejection_context, Variation.claim)
-        ).first()
-        if claimed is None:
-            current = s.execute(sa.select(Variation.status).where(Variation.id == variation_id)).scalar()
-            log.info("variation %s not claimed by job %s (status %s)", variation_id, job_id, current)
-            return current or "missing"
-        run_id, character_id, slot_key, attempt, reasons, claim = claimed
-        s.execute(sa.update(GenerationRun).where(GenerationRun.id == run_id, GenerationRun.status == "queued")
-                  .values(status="running", started_at=utcnow()))
-        override = s.execute(sa.select(GenerationRun.template_override).where(GenerationRun.id == run_id)).scalar()
-    return Claim(variation_id, job_id, claim, run_id, character_id, slot_key, attempt, reasons, override)
-
-
 def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
     """Run one slot and return its final status (or "lost" / "discarded" when another job owns it now).
 

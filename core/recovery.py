@@ -30,7 +30,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from core import media
-from core.generation import ACTIVE_SLOT_STATES, _maybe_finish_run, parse_variation_file
+from core.fencing import parse_variation_file
+from core.generation import ACTIVE_SLOT_STATES, _maybe_finish_run
 from core.settings import get_settings
 from db.engine import session_scope
 from db.models import RUN_ACTIVE, AICall, Character, GenerationRun, Variation, utcnow

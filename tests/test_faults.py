@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import characters, generation, media, recovery, references, review
+from core import characters, fencing, generation, media, recovery, references, review
 from core.characters import CharacterInput
 from db.engine import session_scope
 from db.models import AICall, Variation
@@ -168,8 +168,8 @@ def test_cancel_stops_a_claimed_slot_before_the_provider_call(character, editor,
     stub.script("/images/edits", *[image_ok() for _ in range(10)])
     req = generation.request_run(character_id=character.id, requested_by=editor)
     first = slots(req.run_id)[0]
-    claim = generation.claim_slot(variation_id=first.id, job_id=first.job_id)  # a worker has taken it
-    assert isinstance(claim, generation.Claim)
+    claim = fencing.claim_slot(variation_id=first.id, job_id=first.job_id)  # a worker has taken it
+    assert isinstance(claim, fencing.Claim)
     assert generation.cancel_run(run_id=req.run_id) == 10  # nine pending + the claimed one
     assert generation.run_claimed(claim) == "lost"  # the worker carries on and stops at the gate
     assert stub.calls("/images/edits") == []  # nothing was paid for
@@ -184,7 +184,7 @@ def test_recovery_fails_slots_whose_job_ended_and_cleans_their_files(character, 
     req = generation.request_run(character_id=character.id, requested_by=editor)
     rows = slots(req.run_id)
     lost = rows[0]
-    claim = generation.claim_slot(variation_id=lost.id, job_id=lost.job_id)
+    claim = fencing.claim_slot(variation_id=lost.id, job_id=lost.job_id)
     orphan = f"characters/kira-voss/variations/{req.run_id}/{lost.slot_key}.png"
     media.write_atomic(orphan, image_bytes())
     with session_scope() as s:
