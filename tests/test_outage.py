@@ -24,6 +24,7 @@ from db import embedded
 from db.engine import dispose_engine, session_scope
 from db.migrate import upgrade
 from db.models import AICall
+from tests.browser import browser_page, chromium_available, streamlit_server
 from tests.helpers import image_bytes
 from tests.test_faults import assert_files_match_rows, slots, wait_for
 
@@ -146,3 +147,23 @@ def test_pages_show_database_unavailable_and_recover_by_themselves(on_scratch, e
         on_scratch.start()
     at = _open_app(editor)
     assert not at.exception and not any("Database unavailable" in w.value for w in at.warning)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not chromium_available(), reason="Debian chromium not installed (.ci/run installs it)")
+def test_open_page_recovers_by_itself_after_an_outage(on_scratch, editor):
+    """A real server and browser: the deep-linked Characters page shows the retrying state during the
+    outage and comes back without anyone reloading it."""
+    characters.create_character(data=CharacterInput(name="Kira Voss"), editor=editor)
+    with streamlit_server({"DATABASE_URL": on_scratch.url}) as url, browser_page() as page:
+        page.goto(f"{url}/characters")
+        page.get_by_text("1 character(s)").wait_for()
+        on_scratch.stop()
+        try:
+            page.reload()
+            page.get_by_text("Database unavailable.").wait_for()
+            assert page.get_by_text("OperationalError").count() == 0
+        finally:
+            on_scratch.start()
+        page.get_by_text("1 character(s)").wait_for(timeout=30_000)  # no reload: the page polled
+        page.get_by_text("Database unavailable.").wait_for(state="detached")
