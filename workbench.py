@@ -122,6 +122,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from core import recovery, tasks
     from core.jobs import make_worker_app
     from core.settings import get_settings
+    from db.engine import database_unavailable
 
     if not os.environ.get("DATABASE_URL"):
         _prepare_database()
@@ -133,8 +134,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def recovery_pass(*, full: bool = False) -> None:
         try:
             recovery.recover(seconds_since_heartbeat=settings.stalled_after_s, full_scan=full)
-        except Exception:  # database unavailable, most likely: the next round retries
-            log.exception("recovery pass failed; retrying in %g s", settings.recovery_interval_s)
+        except Exception as err:  # the next round retries
+            if database_unavailable(err):
+                log.warning("recovery pass skipped, database unavailable (%s); retrying in %g s",
+                            err.__class__.__name__, settings.recovery_interval_s)
+            else:
+                log.exception("recovery pass failed; retrying in %g s", settings.recovery_interval_s)
 
     def recovery_loop() -> None:
         while not stopping.wait(settings.recovery_interval_s):

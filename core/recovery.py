@@ -177,7 +177,7 @@ def _close_running_calls(report: RecoveryReport) -> None:
             update ai_call c set status = 'failed', error = case
                 when x.job_status in ('failed', 'succeeded') then
                     'database unavailable: the worker could not record how this call ended (job ' || x.job_status || ')'
-                else 'worker lost: the job of this call ended as ' || coalesce(x.job_status, 'missing') end
+                else 'worker lost: no result recorded (its job is ' || coalesce(x.job_status, 'gone') || ')' end
               from (select c2.id, j.status::text as job_status
                       from ai_call c2 left join procrastinate_jobs j on j.id = c2.job_id
                      where c2.status = 'running' and c2.job_id is not null
