@@ -1,6 +1,8 @@
 """Entry point: page config and navigation, nothing else."""
 import streamlit as st
 
+from pages._common import run_guarded
+
 st.set_page_config(page_title="Character Workbench", page_icon="🎭", layout="wide")
 
 pages = {
@@ -20,4 +22,4 @@ pages = {
         st.Page("pages/activity.py", title="Activity", icon="📈"),
     ],
 }
-st.navigation(pages).run()
+run_guarded(st.navigation(pages).run)

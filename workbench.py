@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from core.logging_setup import configure_logging
 
@@ -30,6 +31,33 @@ def _prepare_database(*, own_embedded: bool = False) -> str:
     return url
 
 
+def _die_with_parent() -> None:
+    """preexec_fn for the launcher's children: SIGTERM when the launcher dies, even by kill -9.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere the children are still in the launcher's session."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() == 1:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
+def _stop_child(proc: subprocess.Popen, *, timeout: float, name: str) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop within %.0f s; killing it", name, timeout)
+        proc.kill()
+        proc.wait()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     url = _prepare_database(own_embedded=True)
     env = dict(os.environ, DATABASE_URL=url)
@@ -37,11 +65,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("starting Streamlit on port %s", args.port)
     from core.settings import get_settings
 
+    settings = get_settings()
     worker = None
-    if get_settings().embedded_worker:
+    if settings.embedded_worker:
         log.info("starting the embedded worker")
-        worker = subprocess.Popen([sys.executable, "workbench.py", "worker"], env=env)
-    proc = subprocess.Popen(cmd, env=env)
+        worker = subprocess.Popen([sys.executable, "workbench.py", "worker"], env=env, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
 
     def _on_term(signum, frame):  # a service manager's stop: same clean shutdown as Ctrl-C
         raise KeyboardInterrupt
@@ -50,15 +79,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait(timeout=20)
+        return 0
     finally:
+        # the worker bounds its own stop (WORKER_STOP_TIMEOUT_S); the kill timeout is longer than that bound
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if worker is not None:
             worker.terminate()
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        _stop_child(proc, timeout=20, name="streamlit")
+        if worker is not None:
+            _stop_child(worker, timeout=settings.worker_stop_bound_s + 10, name="worker")
 
 
 def run_streamlit(extra_args: list[str]) -> int:
@@ -78,36 +108,104 @@ def run_streamlit(extra_args: list[str]) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A job worker; run more of these on other machines with the same DATABASE_URL."""
+    """A job worker; run more of these on other machines with the same DATABASE_URL.
+
+    Stopping is bounded: on SIGTERM/SIGINT no new job is fetched, running slots get
+    WORKER_STOP_TIMEOUT_S (capped below STALLED_AFTER_S) to finish, then the rest are
+    handed to new jobs (best effort; recovery does it otherwise) and the process exits,
+    even if provider calls hang. A worker whose database goes away restarts its job loop
+    until it comes back.
+    """
+    import asyncio
     import threading
 
-    from core import generation
+    from core import recovery, tasks
     from core.jobs import make_worker_app
     from core.settings import get_settings
+    from db.engine import database_unavailable
 
     if not os.environ.get("DATABASE_URL"):
         _prepare_database()
     settings = get_settings()
-    stop = threading.Event()
+    bound = settings.worker_stop_bound_s
+    stopping, finished = threading.Event(), threading.Event()
+    current: dict = {}
+
+    def recovery_pass(*, full: bool = False) -> None:
+        try:
+            recovery.recover(seconds_since_heartbeat=settings.stalled_after_s, full_scan=full)
+        except Exception as err:  # the next round retries
+            if database_unavailable(err):
+                log.warning("recovery pass skipped, database unavailable (%s); retrying in %g s",
+                            err.__class__.__name__, settings.recovery_interval_s)
+            else:
+                log.exception("recovery pass failed; retrying in %g s", settings.recovery_interval_s)
 
     def recovery_loop() -> None:
-        while not stop.wait(settings.recovery_interval_s):
-            try:
-                generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
-            except Exception:  # keep the loop alive; the next round retries
-                log.exception("stalled-job recovery failed")
+        while not stopping.wait(settings.recovery_interval_s):
+            recovery_pass()
 
-    generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
-    app = make_worker_app()
+    def abandon_after_bound() -> None:
+        if finished.wait(bound):
+            return
+        jobs = tasks.in_flight_slot_jobs()
+        log.warning("stop bound of %g s reached with %d slot(s) running: abandoning them to recovery", bound, len(jobs))
+        releaser = threading.Thread(target=lambda: recovery.release_jobs(job_ids=jobs, reason="worker stopped; retried"),
+                                    daemon=True)
+        releaser.start()
+        releaser.join(timeout=3)  # best effort: with the database down, recovery does it later
+        logging.shutdown()
+        os._exit(0)
+
+    def on_signal(signum, frame) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("stop requested (signal %d): running slots get %g s to finish", signum, bound)
+        threading.Thread(target=abandon_after_bound, daemon=True, name="stop-bound").start()
+        loop, task = current.get("loop"), current.get("task")
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)  # procrastinate: stop fetching, wait for running jobs
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    recovery_pass(full=True)
     threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
     concurrency = args.concurrency or settings.generation_concurrency
-    log.info("worker starting with concurrency %d", concurrency)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    log.info("worker starting with concurrency %d on %s", concurrency, ", ".join(queues) if queues else "every queue")
+
+    async def run_once() -> None:
+        app = make_worker_app()
+        async with app.open_async():
+            task = asyncio.create_task(app.run_worker_async(
+                queues=queues, concurrency=concurrency, name=args.name, wait=True, install_signal_handlers=False,
+                update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
+                stalled_worker_timeout=settings.stalled_after_s))
+            current.update(loop=asyncio.get_running_loop(), task=task)
+            if stopping.is_set():
+                task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not stopping.is_set():
+                    raise
+            finally:
+                current.clear()
+
     try:
-        app.run_worker(queues=None, concurrency=concurrency, name=args.name, wait=True,
-                       update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
-                       stalled_worker_timeout=settings.stalled_after_s)
+        while not stopping.is_set():
+            try:
+                asyncio.run(run_once())
+            except Exception as err:  # the job loop lost its database (or a side task died): start it again
+                log.error("worker loop stopped (%s: %s); restarting in 2 s", err.__class__.__name__, err)
+            else:
+                if not stopping.is_set():
+                    log.warning("worker loop ended without a stop request; restarting in 2 s")
+            stopping.wait(2)
     finally:
-        stop.set()
+        finished.set()
+    log.info("worker stopped")
     return 0
 
 
@@ -126,6 +224,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """One archive: a consistent pg_dump of the workbench database plus the media folder."""
+    from core import backup
+    from core.settings import get_settings
+
+    url = _prepare_database(own_embedded=True)
+    info = backup.backup(target=Path(args.file), url=url, media_root=Path(get_settings().media_root))
+    print(f"backup written to {info.path}: {sum(info.row_counts.values())} rows in {len(info.row_counts)} tables, "
+          f"{info.media_files} media files ({info.media_bytes} bytes)")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Load a backup into an empty instance (database and media folder); --force replaces a non-empty one."""
+    from core import backup
+    from core.errors import WorkbenchError
+    from core.settings import get_settings
+    from db.engine import database_url
+
+    url = database_url(own_embedded=True)  # no migrations first: the target must be empty
+    try:
+        info = backup.restore(source=Path(args.file), url=url, media_root=Path(get_settings().media_root),
+                              force=args.force)
+    except WorkbenchError as err:
+        print(f"restore refused: {err}", file=sys.stderr)
+        return 2
+    print(f"restored {info.path}: {sum(info.row_counts.values())} rows in {len(info.row_counts)} tables, "
+          f"{info.media_files} media files")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     parser = argparse.ArgumentParser(prog="workbench")
@@ -137,10 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("worker", help="run a background job worker")
     p.add_argument("--concurrency", type=int, default=0)
     p.add_argument("--name", default=None)
+    p.add_argument("--queues", default="", help="comma-separated queues (generation, embeddings, projections); "
+                   "default: all")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("demo", help="load the demo cast")
     p.add_argument("--editor", default="demo")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("backup", help="write one archive with a database dump and the media folder")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("restore", help="load a backup archive into an empty instance")
+    p.add_argument("file")
+    p.add_argument("--force", action="store_true", help="replace a non-empty database and media folder")
+    p.set_defaults(func=cmd_restore)
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "streamlit":
         return run_streamlit(argv[1:])

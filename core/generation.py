@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from core import ai_engine, media
 from core.ai_functions import SlotImage
 from core.errors import NotFoundError, ValidationError, require
+from core.fencing import Claim, SlotLost, claim_slot, enter_provider_call, variation_rel_path
 from core.images import make_thumbnail
 from core.providers import get_provider
 from core.settings import get_settings
@@ -49,21 +50,21 @@ class RunRequest:
     character_name: str
 
 
-def _variation_rel_path(slug: str, run_id: int, slot_key: str, attempt: int, ext: str) -> str:
-    suffix = "" if attempt == 1 else f"-attempt{attempt}"
-    return f"{media.character_dir(slug)}/variations/{run_id}/{slot_key}{suffix}.{ext}"
-
-
 class VariationImage(SlotImage):
     """The slot image of a run: same prompt building as 'try it', stored as a variation."""
 
     name = "variation_image"
     subject_type = "variation"
 
+    def call(self, rc: ai_engine.RunContext):
+        enter_provider_call(variation_id=rc.inputs["subject_id"], claim=rc.inputs["claim"])
+        return super().call(rc)
+
     def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
         slug = rc.variables["character"]["slug"]
         info = rc.extra["image_info"]
-        rel = _variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"], info.extension)
+        rel = variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"],
+                                  rc.inputs["claim"], info.extension)
         thumb = rel.rsplit(".", 1)[0] + ".thumb.webp"
         media.write_atomic(rel, parsed.data)
         try:
@@ -197,66 +198,80 @@ def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = 
 
 
 def cancel_run(*, run_id: int) -> int:
-    """Pending slots are cancelled (their jobs too); slots already generating finish and are kept."""
+    """Cancel every slot that has not reached the provider call: pending ones (their jobs too) and claimed
+    ones still preparing (the worker's gate before the call then refuses). Slots already waiting on the
+    provider finish and are kept: that call is paid for either way."""
     from core.jobs import get_app
 
     with session_scope() as s:
         require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
-        pending = s.execute(
-            sa.update(Variation).where(Variation.run_id == run_id, Variation.status == "pending")
+        stopped = s.execute(
+            sa.update(Variation).where(
+                Variation.run_id == run_id,
+                sa.or_(Variation.status == "pending",
+                       sa.and_(Variation.status == "generating", Variation.provider_called_at.is_(None))))
             .values(status="cancelled", error="cancelled by editor", finished_at=utcnow())
             .returning(Variation.job_id)
         ).scalars().all()
     manager = get_app().job_manager
-    for job_id in pending:
+    for job_id in stopped:
         if job_id is not None:
-            manager.cancel_job_by_id(job_id)
+            manager.cancel_job_by_id(job_id)  # a job already running ends at the gate
     _maybe_finish_run(run_id, cancelled=True)
-    return len(pending)
+    return len(stopped)
 
 
 # ---------------------------------------------------------------- executing
 def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
-    """Run one slot. Returns the final status. Safe to call twice: only a pending slot is claimed."""
-    with session_scope() as s:
-        claimed = s.execute(
-            sa.update(Variation).where(Variation.id == variation_id, Variation.status == "pending")
-            .values(status="generating", started_at=utcnow(), job_id=job_id, error=None)
-            .returning(Variation.run_id, Variation.character_id, Variation.slot_key, Variation.attempt,
-                       Variation.rejection_context)
-        ).first()
-        if claimed is None:
-            current = s.execute(sa.select(Variation.status).where(Variation.id == variation_id)).scalar()
-            log.info("variation %s not claimed (status %s)", variation_id, current)
-            return current or "missing"
-        run_id, character_id, slot_key, attempt, reasons = claimed
-        s.execute(sa.update(GenerationRun).where(GenerationRun.id == run_id, GenerationRun.status == "queued")
-                  .values(status="running", started_at=utcnow()))
-        override = s.execute(sa.select(GenerationRun.template_override).where(GenerationRun.id == run_id)).scalar()
+    """Run one slot and return its final status (or "lost" / "discarded" when another job owns it now).
+
+    Safe to call twice and fenced: the claim takes a pending slot queued for this job and bumps its
+    `claim` number; the gate before the provider call and the final UPDATE both require that number, so
+    a worker that was paused while recovery handed the slot to another job neither pays a second time
+    (it stops at the gate) nor overwrites the newer result (its UPDATE matches nothing and its files,
+    named per claim, are deleted).
+    """
+    claimed = claim_slot(variation_id=variation_id, job_id=job_id)
+    return claimed if isinstance(claimed, str) else run_claimed(claimed)
+
+
+def run_claimed(c: Claim) -> str:
+    """The claimed part of execute_variation: provider call behind the gate, fenced commit."""
+    variation_id, job_id, claim, run_id, slot_key = c.variation_id, c.job_id, c.claim, c.run_id, c.slot_key
+    override, character_id, attempt, reasons = c.override, c.character_id, c.attempt, c.reasons
+    mine = sa.and_(Variation.id == variation_id, Variation.claim == claim, Variation.status == "generating")
     try:
         out = ai_engine.run(
             VARIATION_IMAGE, requested_by="worker", override=override, provider=get_provider(), job_id=job_id,
             inputs={"character_id": character_id, "slot_key": slot_key, "run_id": run_id, "attempt": attempt,
-                    "rejection_reasons": reasons, "subject_id": variation_id},
+                    "rejection_reasons": reasons, "subject_id": variation_id, "claim": claim},
         )
+    except SlotLost as err:
+        log.info("slot %s of run %s stopped before the provider call: %s", slot_key, run_id, err)
+        _maybe_finish_run(run_id)
+        return "lost"
     except Exception as err:  # every failure becomes a failed slot with its message; the others go on
         log.warning("slot %s of run %s failed: %s", slot_key, run_id, err)
         with session_scope() as s:
-            s.execute(sa.update(Variation).where(Variation.id == variation_id).values(
+            s.execute(sa.update(Variation).where(mine).values(
                 status="failed", error=str(err) or err.__class__.__name__, finished_at=utcnow()))
         _maybe_finish_run(run_id)
         return "failed"
-    try:
-        with session_scope() as s:
-            s.execute(sa.update(Variation).where(Variation.id == variation_id).values(
-                status="completed", path=out.value["path"], thumb_path=out.value["thumb_path"], finished_at=utcnow(),
-                rendered_prompt=out.prompt, template_version=out.template.version if out.template else None,
-                template_layer=out.template.layer if out.template else None, provider=out.provider, model=out.model,
-                cost_usd=out.cost_usd, ai_call_id=out.call_id,
-            ))
-    except BaseException:
-        media.remove(out.value["path"], out.value["thumb_path"])
-        raise
+    files = (out.value["path"], out.value["thumb_path"])
+    # If this UPDATE raises (database gone mid-commit) the outcome is unknown: the files stay, and
+    # recovery deletes them unless a committed row points at them.
+    with session_scope() as s:
+        won = s.execute(sa.update(Variation).where(mine).values(
+            status="completed", path=files[0], thumb_path=files[1], finished_at=utcnow(),
+            rendered_prompt=out.prompt, template_version=out.template.version if out.template else None,
+            template_layer=out.template.layer if out.template else None, provider=out.provider, model=out.model,
+            cost_usd=out.cost_usd, ai_call_id=out.call_id,
+        ).returning(Variation.id)).first()
+    if won is None:
+        media.remove(*files)
+        log.warning("slot %s of run %s: claim %s was superseded (cancelled or taken over while this worker was "
+                    "paused); result of ai_call %s discarded", slot_key, run_id, claim, out.call_id)
+        return "discarded"
     _maybe_finish_run(run_id)
     from core import jobs
 
@@ -309,30 +324,6 @@ def _maybe_finish_run(run_id: int, *, cancelled: bool = False) -> None:
                            json.dumps(meta, indent=2).encode())
     except OSError as err:
         log.error("could not write metadata.json for run %s: %s", run_id, err)
-
-
-# ---------------------------------------------------------------- recovery
-def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
-    """Requeue slots whose worker died: jobs stuck in 'doing' with a silent worker, and their variations."""
-    from procrastinate import sql as psql
-
-    from core.jobs import get_app
-
-    app = get_app()
-    conn = app.connector.get_sync_connector()
-    rows = conn.execute_query_all(query=psql.queries["select_stalled_jobs_by_heartbeat"], queue=None,
-                                  task_name=None, seconds_since_heartbeat=seconds_since_heartbeat)
-    recovered = 0
-    for row in rows:
-        vid = (row["args"] or {}).get("variation_id")
-        if vid is not None:
-            with session_scope() as s:
-                s.execute(sa.update(Variation).where(Variation.id == vid, Variation.status == "generating")
-                          .values(status="pending", error="worker stopped; retried"))
-        app.job_manager.retry_job_by_id(job_id=row["id"], retry_at=datetime.now(timezone.utc))
-        recovered += 1
-        log.warning("recovered stalled job %s (variation %s)", row["id"], vid)
-    return recovered
 
 
 # ---------------------------------------------------------------- status

@@ -47,6 +47,15 @@ def get_app() -> procrastinate.App:
         return _app
 
 
+def reset_app() -> None:
+    """Close the process's App (tests point the process at another database, like dispose_engine)."""
+    global _app
+    with _lock:
+        if _app is not None:
+            _app.close()
+        _app = None
+
+
 def make_worker_app() -> procrastinate.App:
     from core.tasks import register
 

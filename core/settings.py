@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     generation_concurrency: int = Field(default=10, description="Slots a worker runs at once (lower for small API tiers)")
     stalled_after_s: float = Field(default=30.0, description="A worker silent this long is considered dead")
     recovery_interval_s: float = 15.0
+    worker_stop_timeout_s: float = Field(default=20.0, description="SIGTERM: running slots get this long (capped at "
+                                         "0.8 x STALLED_AFTER_S), then they are abandoned to recovery")
+    slot_timeout_s: float | None = Field(default=None, description="A slot generating longer than this is failed by "
+                                         "recovery; unset = derived from the OpenAI timeout and retries")
     embedded_worker: bool = Field(default=True, description="make run starts a worker next to the app")
 
     thumbnail_size: int = 256
@@ -66,6 +70,20 @@ class Settings(BaseSettings):
         if self.ai_provider in ("offline", "openai"):
             return self.ai_provider
         return "openai" if self.openai_api_key and self.openai_api_key.get_secret_value() else "offline"
+
+    @property
+    def worker_stop_bound_s(self) -> float:
+        """How long a stopping worker waits for running slots: below the stall window (so recovery,
+        not a second copy, picks them up) and below the launcher's kill timeout."""
+        return max(0.5, min(self.worker_stop_timeout_s, 0.8 * self.stalled_after_s))
+
+    @property
+    def slot_timeout_bound_s(self) -> float:
+        """The longest a healthy slot can take: every provider attempt timing out plus the retry waits."""
+        if self.slot_timeout_s is not None:
+            return self.slot_timeout_s
+        retries = max(0, self.openai_max_retries)
+        return self.openai_timeout_s * (retries + 1) + self.max_retry_after_s * retries + 120.0
 
     def describe(self) -> dict[str, str]:
         """Non-secret view of the configuration for the UI."""

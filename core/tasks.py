@@ -32,10 +32,26 @@ def _slot_executor() -> ThreadPoolExecutor:
         return _executor
 
 
+_in_flight: set[int] = set()
+
+
+def in_flight_slot_jobs() -> list[int]:
+    """Slot jobs this process is running now: a stopping worker hands them over when its time is up."""
+    with _lock:
+        return sorted(_in_flight)
+
+
 async def generate_slot(context: JobContext, *, variation_id: int) -> str:
     loop = asyncio.get_running_loop()
-    work = functools.partial(execute_variation, variation_id=variation_id, job_id=context.job.id)
-    return await loop.run_in_executor(_slot_executor(), work)
+    job_id = context.job.id
+    work = functools.partial(execute_variation, variation_id=variation_id, job_id=job_id)
+    with _lock:
+        _in_flight.add(job_id)
+    try:
+        return await loop.run_in_executor(_slot_executor(), work)
+    finally:
+        with _lock:
+            _in_flight.discard(job_id)
 
 
 def embed_backfill() -> dict:

@@ -13,14 +13,53 @@ from urllib.parse import parse_qs, urlparse
 log = logging.getLogger(__name__)
 
 
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # gone (or never ours to see): not a holder any more
+        return False
+
+
+def _drop_stale_handles(pgdata: Path) -> list[int]:
+    """Forget handle PIDs of processes that no longer exist.
+
+    pgserver stops the server when the last process holding a handle exits, and keeps the holders in
+    `.handle_pids.json`. A launcher killed with -9 never removes its PID, so every later launcher saw
+    "another holder" and left Postgres running on exit. Pruned under pgserver's own inter-process lock.
+    """
+    from pgserver.postgres_server import PostgresServer
+    from pgserver.utils import DiskList
+
+    handles = DiskList(pgdata / ".handle_pids.json")
+    with PostgresServer._lock:
+        pids = handles.get()
+        stale = [pid for pid in pids if not _alive(pid)]
+        if stale:
+            handles.put([pid for pid in pids if pid not in stale])
+    if stale:
+        log.warning("embedded postgres in %s: dropped handles of dead processes %s", pgdata, stale)
+    return stale
+
+
 def start(pgdata: Path, *, stop_on_exit: bool):
     """Start (or attach to) the embedded server in `pgdata` and return its handle."""
     import pgserver  # heavy import, only when embedded is used
 
     pgdata = Path(pgdata).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if pgdata.is_dir():
+        _drop_stale_handles(pgdata)
     log.info("starting embedded postgres in %s", pgdata)
     return pgserver.get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+
+
+def bin_dir() -> Path:
+    """pgserver's bundled PostgreSQL 16 binaries (pg_dump, pg_restore, pg_ctl…)."""
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
 
 
 def sqlalchemy_url(pgserver_uri: str, *, database: str = "postgres") -> str:

@@ -69,3 +69,33 @@ def session_scope() -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def database_unavailable(err: BaseException) -> bool:
+    """True when `err` (or what caused it) means the database cannot be reached right now:
+    a refused or dropped connection, a server shutting down, an exhausted connection pool."""
+    import psycopg
+    import psycopg_pool
+
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError,
+                            psycopg.InterfaceError, psycopg_pool.PoolTimeout)):
+            return True
+        if isinstance(cur, sa.exc.DBAPIError) and cur.connection_invalidated:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def ping() -> bool:
+    """Can we run a query right now? (the pages' "database unavailable, retrying" state polls this)"""
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(sa.text("select 1"))
+        return True
+    except sa.exc.SQLAlchemyError as err:
+        log.info("database ping failed: %s", err)
+        return False

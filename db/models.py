@@ -196,6 +196,9 @@ class Variation(SQLModel, table=True):
     cost_usd: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(12, 6)))
     ai_call_id: int | None = None
     job_id: int | None = None
+    # fencing token: bumped by every claim (and by recovery/cancel); only the holder of the current value commits
+    claim: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    provider_called_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
     rejection_context: list = Field(default_factory=list,
                                     sa_column=sa.Column(postgresql.JSONB, nullable=False, server_default="[]"))
     review_status: str = Field(default="unreviewed",

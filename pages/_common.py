@@ -5,6 +5,7 @@ Not a page: with st.navigation only the files app.py lists are pages.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -12,9 +13,11 @@ from core import media
 from core.errors import ValidationError, WorkbenchError
 from core.settings import get_settings
 from core.text import clean_editor_name, escape_markdown
+from db.engine import database_unavailable, ping
 
 log = logging.getLogger(__name__)
 EDITOR_KEY = "editor_name"
+DB_RETRY_S = 3
 
 
 def _login_name() -> str | None:
@@ -91,6 +94,9 @@ def report(err: Exception) -> None:
     """Editor-facing errors are shown as written; anything else is logged and summarised."""
     if isinstance(err, WorkbenchError):
         st.error(escape_markdown(err))  # messages quote editor text (names, template lines): shown literally
+    elif database_unavailable(err):
+        log.warning("database unavailable during an action: %s", err)
+        st.warning("The database is unavailable right now, so this was not saved. Try again in a moment.", icon="⏳")
     else:
         log.exception("unexpected error in page")
         st.error(f"Unexpected error ({err.__class__.__name__}); details are in the server log.")
@@ -117,3 +123,24 @@ def demo_cast_button(editor: str | None, *, key: str) -> None:
             report(err)
     if not editor:
         st.caption("Enter your name in the sidebar first (it goes into the audit columns).")
+
+
+def run_guarded(render: Callable[[], None]) -> None:
+    """Run a page; if the database is unreachable show a calm "unavailable, retrying" state instead of a
+    traceback, poll every DB_RETRY_S seconds and rerun the page by itself once the database answers."""
+    try:
+        render()
+    except Exception as err:
+        if not database_unavailable(err):
+            raise
+        log.warning("page could not reach the database: %s", err.__class__.__name__)
+        st.warning("**Database unavailable.** The workbench cannot reach its database right now (restarting, "
+                   f"or the server is down). Retrying every {DB_RETRY_S} s; this page comes back by itself.", icon="⏳")
+        _retry_when_reachable()
+
+
+@st.fragment(run_every=DB_RETRY_S)
+def _retry_when_reachable() -> None:
+    if ping():
+        st.rerun(scope="app")
+    st.caption("Still waiting for the database…")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import characters, generation, media, references
+from core import characters, generation, media, recovery, references
 from core.characters import CharacterInput
 from core.errors import ValidationError
 from core.jobs import make_worker_app
@@ -176,7 +176,7 @@ def test_worker_killed_mid_run_is_recovered_and_completed_slots_kept(character, 
     assert stuck, before
     time.sleep(2.5)  # the dead worker's heartbeat goes stale
     # every slot stuck in 'generating' had a job in 'doing'; a job fetched but not yet claimed is recovered too
-    assert generation.recover_stalled(seconds_since_heartbeat=2) >= len(stuck)
+    assert recovery.recover_stalled(seconds_since_heartbeat=2) >= len(stuck)
     run_worker()
     after = {v.slot_key: (v.status, v.finished_at) for v in _variations(req.run_id)}
     assert all(s == "completed" for s, _ in after.values()), after
