@@ -60,10 +60,13 @@ class VariationImage(SlotImage):
     name = "variation_image"
     subject_type = "variation"
 
-    def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
+    def rel_path(self, rc: ai_engine.RunContext, ext: str) -> str:
+        """Where the image goes; experiments override this to keep their images out of the variations."""
         slug = rc.variables["character"]["slug"]
-        info = rc.extra["image_info"]
-        rel = _variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"], info.extension)
+        return _variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"], ext)
+
+    def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
+        rel = self.rel_path(rc, rc.extra["image_info"].extension)
         thumb = rel.rsplit(".", 1)[0] + ".thumb.webp"
         media.write_atomic(rel, parsed.data)
         try:
@@ -319,6 +322,10 @@ def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
     recovered = 0
     for row in rows:
         vid = (row["args"] or {}).get("variation_id")
+        if (row["args"] or {}).get("cell_id") is not None:  # a prompt-experiment cell
+            from core.experiments import requeue_stalled_cell
+
+            requeue_stalled_cell(cell_id=row["args"]["cell_id"])
         if vid is not None:
             with session_scope() as s:
                 s.execute(sa.update(Variation).where(Variation.id == vid, Variation.status == "generating")
