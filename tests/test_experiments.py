@@ -221,3 +221,40 @@ def test_production_record_per_version_from_review_decisions(cast, editor):
     [rec] = experiment_results.production_record()
     assert (rec.label, rec.images, rec.approved, rec.rejected) == ("v1", 10, 3, 1)
     assert rec.approval_rate == 0.75 and rec.cost_per_approved == 0
+
+
+def test_twelve_cells_survive_a_worker_kill(cast, editor):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core import generation
+    from tests.test_generation import ROOT
+
+    _, exp = _experiment(cast, editor, 3, ["portrait_front", "action_pose"])
+    assert len(_cell_jobs()) == 12
+    env = dict(os.environ, OFFLINE_LATENCY_S="1.5", STALLED_AFTER_S="2", RECOVERY_INTERVAL_S="3600")
+    worker = subprocess.Popen([sys.executable, "workbench.py", "worker", "--concurrency", "3"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = [c.status for c in experiments.cells(experiment_id=exp.id)]
+            if states.count("completed") >= 3 and "generating" in states:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"worker never got going: {states}")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    before = {c.id: (c.status, c.finished_at) for c in experiments.cells(experiment_id=exp.id)}
+    stuck = [k for k, (s, _) in before.items() if s == "generating"]
+    assert stuck
+    time.sleep(2.5)  # the dead worker's heartbeat goes stale
+    assert generation.recover_stalled(seconds_since_heartbeat=2) >= len(stuck)
+    run_worker()
+    after = {c.id: (c.status, c.finished_at) for c in experiments.cells(experiment_id=exp.id)}
+    assert all(s == "completed" for s, _ in after.values()), after
+    assert all(after[k][1] == f for k, (s, f) in before.items() if s == "completed")  # kept, not redone

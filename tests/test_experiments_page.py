@@ -70,3 +70,22 @@ def test_blind_compare_hides_versions_then_pick_read_verdict_and_promote(editor)
     active = prompt_registry.resolve("variation_prompt")
     assert active.body == body and f"experiment #{exp.id}" in prompt_registry.get_version(
         name="variation_prompt", version=active.version).note
+
+
+def test_activity_page_shows_each_versions_production_record(editor):
+    from core import generation, review
+
+    [ch, _] = _cast(editor)
+    prompt_registry.save_version(name="variation_prompt", body=prompt_registry.file_default("variation_prompt")
+                                 + DRAFT, author=editor)
+    req = generation.request_run(character_id=ch.id, requested_by=editor)
+    run_worker()
+    vids = [v.id for v in generation.run_status(run_id=req.run_id).slots]
+    review.review(variation_id=vids[0], decision="approved", reviewer=editor)
+    review.review(variation_id=vids[1], decision="rejected", reviewer=editor, reason_codes=["anatomy"])
+    at = _page("pages/activity.py")
+    assert not at.exception
+    table = at.dataframe[-1].value
+    assert table.to_dict("records")[0] | {"cost (USD)": 0} == {
+        "version": "v1", "images": 10, "approved": 1, "rejected": 1, "approval rate": 0.5, "cost (USD)": 0,
+        "per approved image": 0.0}
