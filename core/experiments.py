@@ -200,15 +200,21 @@ def create_experiment(*, panel_id: int, specs: list[ArmSpec], editor: str, name:
 
 
 def _defer(cell_ids: list[int]) -> None:
+    """Queue all cells in one round trip, then record the job ids in one short transaction.
+
+    No queueing lock: a cell is only ever claimed while 'pending', so a duplicate job is a no-op. Deferring
+    first and writing job ids after keeps the cell rows unlocked while workers already claim them.
+    """
     from core.jobs import GENERATION_QUEUE, get_app
 
-    app = get_app()
+    if not cell_ids:
+        return
+    job_ids = get_app().configure_task(GENERATE_CELL, queue=GENERATION_QUEUE).batch_defer(
+        *[{"cell_id": cid} for cid in cell_ids])
     with session_scope() as s:
-        for cid in cell_ids:
-            attempt = s.execute(sa.select(ExperimentCell.attempt).where(ExperimentCell.id == cid)).scalar_one()
-            job_id = app.configure_task(GENERATE_CELL, queue=GENERATION_QUEUE,
-                                        queueing_lock=f"cell-{cid}-{attempt}").defer(cell_id=cid)
-            s.execute(sa.update(ExperimentCell).where(ExperimentCell.id == cid).values(job_id=job_id))
+        s.execute(sa.text("update experiment_cell set job_id = j.jid from unnest(cast(:cids as int[]), "
+                          "cast(:jids as int[])) as j(cid, jid) where id = j.cid and job_id is null"),
+                  {"cids": list(cell_ids), "jids": list(job_ids)})
 
 
 def list_experiments() -> list[Experiment]:
@@ -275,7 +281,7 @@ def rerun_failed(*, experiment_id: int) -> list[int]:
         s.add(exp)
         ids = s.execute(sa.update(ExperimentCell).where(ExperimentCell.experiment_id == experiment_id,
                                                          ExperimentCell.status.in_(("failed", "cancelled")))
-                        .values(status="pending", error=None, attempt=ExperimentCell.attempt + 1, started_at=None,
+                        .values(status="pending", error=None, attempt=ExperimentCell.attempt + 1, started_at=None, job_id=None,
                                 finished_at=None).returning(ExperimentCell.id)).scalars().all()
     _defer(sorted(ids))
     return sorted(ids)
