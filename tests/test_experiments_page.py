@@ -89,3 +89,15 @@ def test_activity_page_shows_each_versions_production_record(editor):
     assert table.to_dict("records")[0] | {"cost (USD)": 0} == {
         "version": "v1", "images": 10, "approved": 1, "rejected": 1, "approval rate": 0.5, "cost (USD)": 0,
         "per approved image": 0.0}
+
+
+def test_characters_list_selection_becomes_a_panel(editor):
+    cast = _cast(editor)
+    at = _page("pages/characters.py")
+    at.button(key="panel_shown").click().run()
+    assert not at.exception
+    assert at.multiselect(key="pn_chars").value == [c.id for c in cast]  # on the Experiments page, prefilled
+    at.switch_page("pages/experiments.py")  # AppTest's own page pointer stays on Characters otherwise
+    at.text_input(key="pn_name").input("from the list")
+    at.button(key="pn_create").click().run()
+    assert [p.character_ids for p in experiments.list_panels()] == [[c.id for c in cast]]
