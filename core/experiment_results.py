@@ -139,7 +139,7 @@ def results(*, experiment_id: int) -> Results:
     cell_rows = experiment_cells(experiment_id=experiment_id)
     with session_scope() as s:
         picks = s.execute(sa.select(ExperimentPick).where(ExperimentPick.experiment_id == experiment_id)).scalars().all()
-    facts = [CellFact(c.arm, (c.character_id, c.slot_key), c.status, c.cost_usd, c.duration_ms) for c in cell_rows]
+    facts = [CellFact(c.arm, (c.character_id, c.slot_key), c.status, c.cost_usd, c.duration_ms, c.drift) for c in cell_rows]
     pfacts = [PickFact((p.character_id, p.slot_key), p.outcome, p.winner_arm, tuple(p.reason_codes)) for p in picks]
     arms = arm_results([a["label"] for a in exp.arms], facts, pfacts)
     n_rows = len({f.row for f in facts})
@@ -176,7 +176,7 @@ def export_zip(*, experiment_id: int) -> tuple[bytes, int]:
                       "failed": r.failed, "wins": r.wins, "ties": r.ties, "both_bad": r.both_bad,
                       "win_rate": r.win_rate, "win_ci95": list(r.win_ci), "approval_rate": r.approval_rate,
                       "cost_usd": str(r.cost_usd), "cost_per_image": str(r.cost_per_image),
-                      "cost_per_approved": str(r.cost_per_approved), "median_latency_ms": r.median_latency_ms,
+                      "cost_per_approved": str(r.cost_per_approved), "median_latency_ms": r.median_latency_ms, "mean_drift": r.mean_drift,
                       "reasons": dict(r.reasons)} for r in res.arms],
         }, indent=2))
         for i, arm in enumerate(exp.arms):

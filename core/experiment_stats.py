@@ -51,6 +51,7 @@ class CellFact:
     status: str
     cost_usd: Decimal | None
     duration_ms: int | None
+    drift: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class ArmResult:
     ties: int = 0
     both_bad: int = 0
     latencies_ms: list[int] = field(default_factory=list)
+    drifts: list[float] = field(default_factory=list)
     reasons: Counter = field(default_factory=Counter)
 
     @property
@@ -105,6 +107,11 @@ class ArmResult:
         return self.cost_usd / self.wins if self.wins else None
 
     @property
+    def mean_drift(self) -> float | None:
+        """Mean identity drift of the arm's images (None when no reference image was embedded)."""
+        return sum(self.drifts) / len(self.drifts) if self.drifts else None
+
+    @property
     def median_latency_ms(self) -> float | None:
         if not self.latencies_ms:
             return None
@@ -126,6 +133,8 @@ def arm_results(labels: list[str], cells: Iterable[CellFact], picks: Iterable[Pi
             r.images += 1
             if c.duration_ms is not None:
                 r.latencies_ms.append(c.duration_ms)
+            if c.drift is not None:
+                r.drifts.append(c.drift)
         elif c.status == "failed":
             r.failed += 1
         r.cost_usd += c.cost_usd or Decimal(0)

@@ -345,4 +345,27 @@ def execute_cell(*, cell_id: int, job_id: int | None = None) -> str:
     except BaseException:
         media.remove(out.value["path"], out.value["thumb_path"])
         raise
+    try:
+        _score_drift(cell_id=cell_id, character_id=character_id, path=out.value["path"])
+    except (OSError, ValueError, sa.exc.SQLAlchemyError) as err:  # a missing score must not fail a finished image
+        log.warning("drift of experiment cell %s not scored: %s", cell_id, err)
     return "completed"
+
+
+def _score_drift(*, cell_id: int, character_id: int, path: str) -> None:
+    """Identity drift as core/drift measures it for variations: cosine distance of the image's pixel
+    descriptor from the mean descriptor of the character's embedded reference images (none: no score)."""
+    from core.embedding_spaces import IMAGE_LOCAL, dims_of
+    from core.visual_descriptor import describe_bytes
+
+    vec = "[" + ",".join(f"{x:.6f}" for x in describe_bytes(media.read_bytes(path))) + "]"
+    d = dims_of(IMAGE_LOCAL)
+    with session_scope() as s:
+        s.execute(sa.text(f"""
+            update experiment_cell set drift = round(cast(cosine_distance(cast(:v as vector({d})), a.c) as numeric), 4)
+            from (select avg(e.vector::vector({d})) as c from embedding e
+                  join reference_image r on r.id = e.subject_id
+                  where e.subject_type = 'reference' and e.space = :s and e.vector is not null
+                    and r.character_id = :cid) a
+            where experiment_cell.id = :id and a.c is not null
+        """), {"v": vec, "s": IMAGE_LOCAL, "cid": character_id, "id": cell_id})

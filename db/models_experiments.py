@@ -70,6 +70,7 @@ class ExperimentCell(SQLModel, table=True):
     thumb_path: str | None = None
     cost_usd: Decimal | None = Field(default=None, sa_column=sa.Column(sa.Numeric(12, 6)))
     duration_ms: int | None = None
+    drift: float | None = None  # pixel distance from the character's references, as in core/drift
     ai_call_id: int | None = None
     job_id: int | None = None
     error: str | None = None

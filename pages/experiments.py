@@ -186,7 +186,7 @@ def _results(exp) -> None:
         "per image": float(r.cost_per_image) if r.cost_per_image is not None else None,
         "per approved": float(r.cost_per_approved) if r.cost_per_approved is not None else None,
         "per win": float(r.cost_per_win) if r.cost_per_win is not None else None,
-        "median ms": r.median_latency_ms, "reasons": ", ".join(f"{REASON_CODES.get(k, k)} {v}"
+        "median ms": r.median_latency_ms, "mean drift": r.mean_drift, "reasons": ", ".join(f"{REASON_CODES.get(k, k)} {v}"
                                                                for k, v in r.reasons.most_common()),
     } for r in res.arms], hide_index=True, width="stretch", column_config={
         "win rate": st.column_config.NumberColumn(format="percent"),

@@ -49,6 +49,13 @@ def _cell_jobs() -> list[dict]:
 def test_two_characters_one_slot_two_versions_in_a_worker_process(cast, editor):
     from tests.browser import worker_process
 
+    from core import embeddings, references
+    from core.embedding_spaces import IMAGE_LOCAL
+    from tests.helpers import image_bytes
+
+    ref = references.add_reference_upload(character_id=cast[0].id, data=image_bytes(size=(96, 128)), filename="a.png",
+                                           claimed_mime=None, editor=editor)
+    embeddings.embed_subjects(subject_type="reference", ids=[ref.id], spaces=[IMAGE_LOCAL])
     _, exp = _experiment(cast, editor, 2, ["portrait_front"])
     jobs = _cell_jobs()
     assert len(jobs) == 4 and {j["queue_name"] for j in jobs} == {"generation"}
@@ -73,6 +80,12 @@ def test_two_characters_one_slot_two_versions_in_a_worker_process(cast, editor):
         calls = s.execute(sa.select(AICall.function, AICall.status)).all()
     assert calls == [("experiment_image", "succeeded")] * 4  # in the cost log like every call
     assert review.coverage() == []  # experiment images never reach the coverage grid
+    # identity drift against Ayla's reference; Bram has none, so no score rather than a made-up one
+    assert all(0 < c.drift <= 2 for c in cells if c.character_id == cast[0].id)
+    assert all(c.drift is None for c in cells if c.character_id == cast[1].id)
+    arms = experiment_results.results(experiment_id=exp.id).arms
+    assert [r.mean_drift for r in arms] == [pytest.approx(next(c.drift for c in cells if c.arm == a and c.drift))
+                                            for a in (0, 1)]
 
 
 def test_picks_give_hand_checked_win_rate_approval_and_cost_per_approved(cast, editor, settings_override):

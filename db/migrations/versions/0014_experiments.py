@@ -63,6 +63,7 @@ def upgrade() -> None:
             thumb_path text,
             cost_usd numeric(12, 6),
             duration_ms integer,
+            drift real,
             ai_call_id integer,
             job_id integer,
             error text,
