@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import ai_calls
+from core.experiment_results import production_record
 from pages._common import sidebar
 
 sidebar()
@@ -81,8 +82,6 @@ with tab_fail:
                      "template": c.template_name, "layer": c.template_layer, "version": c.template_version})
 
 st.subheader("Template versions in production")
-from core.experiment_results import production_record  # noqa: E402  (appended section; keeps the diff small)
-
 record = production_record()
 st.caption("Per variation_prompt version used by generation runs, from real review decisions "
            "(experiment images are not counted). Keeps building after a version is activated.")

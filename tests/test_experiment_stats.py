@@ -78,3 +78,10 @@ def test_both_bad_charges_every_arm_and_failed_cells_are_counted():
 
 def test_verdict_before_any_pick():
     assert verdict(arm_results(["A", "B"], [], [])).startswith("No rows judged yet")
+
+
+def test_mean_drift_ignores_unscored_images():
+    cells = [CellFact(0, (1, "s"), "completed", None, 10, 0.2), CellFact(0, (2, "s"), "completed", None, 10, 0.4),
+             CellFact(0, (3, "s"), "completed", None, 10, None), CellFact(1, (1, "s"), "completed", None, 10, None)]
+    a, b = arm_results(["A", "B"], cells, [])
+    assert a.mean_drift == pytest.approx(0.3) and b.mean_drift is None
