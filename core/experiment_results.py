@@ -15,13 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from core import prompt_registry
-from core.errors import ValidationError, require
+from core.errors import DuplicateError, ValidationError, require
 from core.experiment_stats import ArmResult, CellFact, PickFact, arm_results, verdict
 from core.experiments import cells as experiment_cells
 from core.experiments import get_experiment
 from core.generation import REASON_CODES
 from db.engine import session_scope
-from db.models import Character, PromptVersion, Variation, utcnow
+from db.models import Character, GenerationRun, PromptVersion, Variation, utcnow
 from db.models_experiments import Experiment, ExperimentCell, ExperimentPick
 
 OUTCOMES = ("win", "tie", "both_bad")
@@ -214,6 +214,52 @@ def promote(*, experiment_id: int, arm: int, editor: str) -> int | None:
         row.promoted_arm, row.promoted_version, row.promoted_by, row.promoted_at = arm, version, editor, utcnow()
         s.add(row)
     return version
+
+
+def promote_image(*, cell_id: int, editor: str) -> int:
+    """Copy one experiment image into its character's variations (a completed one-slot run), so it can be
+    reviewed and exported like any variation. Only an editor's explicit choice does this; returns the variation id.
+    The file is written before the rows commit and removed if they do not."""
+    from core import jobs, media
+    from core.generation import _variation_rel_path
+
+    if not editor:
+        raise ValidationError("Enter your name in the sidebar first.")
+    with session_scope() as s:
+        cell = require(s.get(ExperimentCell, cell_id), f"Experiment image #{cell_id} does not exist.")
+        if cell.status != "completed" or not cell.path:
+            raise ValidationError("Only a finished experiment image can be added to the variations.")
+        if cell.ai_call_id is not None and s.execute(sa.select(Variation.id).where(
+                Variation.ai_call_id == cell.ai_call_id)).first():
+            raise DuplicateError("This image is already among the character's variations.")
+        exp, ch = s.get(Experiment, cell.experiment_id), s.get(Character, cell.character_id)
+        arm = exp.arms[cell.arm]
+        run = GenerationRun(character_id=ch.id, requested_by=editor, provider=cell.provider, status="completed",
+                            template_override=arm["body"] if arm["version"] is None else None,
+                            started_at=cell.started_at, finished_at=cell.finished_at)
+        s.add(run)
+        s.flush()
+        ext = cell.path.rsplit(".", 1)[-1]
+        rel = _variation_rel_path(ch.slug, run.id, cell.slot_key, 1, ext)
+        thumb = rel.rsplit(".", 1)[0] + ".thumb.webp"
+        media.write_atomic(rel, media.read_bytes(cell.path))
+        media.write_atomic(thumb, media.read_bytes(cell.thumb_path))
+        try:
+            v = Variation(run_id=run.id, character_id=ch.id, slot_key=cell.slot_key, seed=cell.seed, status="completed",
+                          rendered_prompt=cell.rendered_prompt, template_version=arm["version"],
+                          template_layer="db" if arm["version"] is not None else "override", provider=cell.provider,
+                          model=cell.model, path=rel, thumb_path=thumb, cost_usd=cell.cost_usd,
+                          ai_call_id=cell.ai_call_id, review_note=f"from experiment #{exp.id} ({arm['label']})",
+                          started_at=cell.started_at, finished_at=cell.finished_at)
+            s.add(v)
+            s.flush()
+            vid = v.id
+            s.commit()
+        except BaseException:
+            media.remove(rel, thumb)
+            raise
+    jobs.request_embedding(subject_type="variation", ids=[vid])  # pixels, prompt text, drift
+    return vid
 
 
 # ---------------------------------------------------------------- production feedback

@@ -156,6 +156,15 @@ def _compare(exp) -> None:
                 st.caption(f"{c.cell.status}" + (f": {c.cell.error}" if c.cell.error else ""))
             with st.popover("Prompt" + (" (reveals the version)" if blind else "")):
                 st.code(c.cell.rendered_prompt or "(not built yet)", language=None, wrap_lines=True)
+            if not blind and st.button(f"Add to {row.character_name}'s variations", key=f"cx_promote_{i}",
+                                       disabled=not editor or c.cell.status != "completed",
+                                       help="Copies this image into the character's variations, for review"):
+                try:
+                    experiment_results.promote_image(cell_id=c.cell.id, editor=editor)
+                    flash(f"Added to {row.character_name}'s variations ({row.slot_key}); review it on Review.")
+                    st.rerun()
+                except Exception as err:
+                    report(err)
             if st.button(f"{c.label} is better", key=f"cx_win_{i}", disabled=not (editor and row.ready),
                          shortcut=str(i + 1), type="primary"):
                 _pick(exp.id, row, "win", c.arm)

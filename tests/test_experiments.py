@@ -271,3 +271,22 @@ def test_twelve_cells_survive_a_worker_kill(cast, editor):
     after = {c.id: (c.status, c.finished_at) for c in experiments.cells(experiment_id=exp.id)}
     assert all(s == "completed" for s, _ in after.values()), after
     assert all(after[k][1] == f for k, (s, f) in before.items() if s == "completed")  # kept, not redone
+
+
+def test_an_image_reaches_the_variations_only_when_an_editor_promotes_it(cast, editor):
+    from core.errors import DuplicateError
+
+    _, exp = _experiment(cast, editor, 1, ["portrait_front"])
+    run_worker()
+    assert review.coverage() == []
+    draft_cell = next(c for c in experiments.cells(experiment_id=exp.id) if c.arm == 1)
+    vid = experiment_results.promote_image(cell_id=draft_cell.id, editor=editor)
+    [row] = review.coverage()
+    cell = row.cells["portrait_front"]
+    assert (cell.variation_id, cell.status, cell.review_status) == (vid, "completed", "unreviewed")
+    assert media.read_bytes(cell.path) == media.read_bytes(draft_cell.path) and media.exists(cell.thumb_path)
+    with session_scope() as s:
+        v = s.get(Variation, vid)
+    assert v.seed == draft_cell.seed and DRAFT_LINE in v.rendered_prompt and f"experiment #{exp.id}" in v.review_note
+    with pytest.raises(DuplicateError, match="already among"):
+        experiment_results.promote_image(cell_id=draft_cell.id, editor=editor)

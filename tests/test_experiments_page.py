@@ -101,3 +101,22 @@ def test_characters_list_selection_becomes_a_panel(editor):
     at.text_input(key="pn_name").input("from the list")
     at.button(key="pn_create").click().run()
     assert [p.character_ids for p in experiments.list_panels()] == [[c.id for c in cast]]
+
+
+def test_open_compare_adds_one_image_to_the_variations(editor):
+    from core import review
+
+    [ayla, _] = _cast(editor)
+    panel = experiments.create_panel(name="p", character_ids=[ayla.id], slot_keys=["portrait_front"], editor=editor)
+    exp = experiments.create_experiment(panel_id=panel.id, specs=[ArmSpec("active"), ArmSpec(
+        "draft", body=prompt_registry.file_default("variation_prompt") + DRAFT)], editor=editor)
+    run_worker()
+    at = _page("pages/experiments.py", run=False)
+    at.session_state["cx_blind"] = False
+    at.run()
+    assert not at.exception
+    assert "draft" in "\n".join(m.value for m in at.markdown)  # labels shown when not blind
+    at.button(key="cx_promote_1").click().run()
+    assert not at.exception
+    [row] = review.coverage()
+    assert row.cells["portrait_front"].status == "completed" and "Added to Ayla's variations" in _texts(at)
