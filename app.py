@@ -19,6 +19,7 @@ pages = {
     ],
     "AI": [
         st.Page("pages/prompts.py", title="Prompts", icon="📝"),
+        st.Page("pages/experiments.py", title="Experiments", icon="🧪"),
         st.Page("pages/activity.py", title="Activity", icon="📈"),
     ],
 }

@@ -57,14 +57,18 @@ class VariationImage(SlotImage):
     subject_type = "variation"
 
     def call(self, rc: ai_engine.RunContext):
-        enter_provider_call(variation_id=rc.inputs["subject_id"], claim=rc.inputs["claim"])
+        if "claim" in rc.inputs:  # a run's slot is fenced (core/fencing.py); experiment cells have no claim number
+            enter_provider_call(variation_id=rc.inputs["subject_id"], claim=rc.inputs["claim"])
         return super().call(rc)
 
-    def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
+    def rel_path(self, rc: ai_engine.RunContext, ext: str) -> str:
+        """Where the image goes; experiments override this to keep their images out of the variations."""
         slug = rc.variables["character"]["slug"]
-        info = rc.extra["image_info"]
-        rel = variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"],
-                                  rc.inputs["claim"], info.extension)
+        return variation_rel_path(slug, rc.inputs["run_id"], rc.inputs["slot_key"], rc.inputs["attempt"],
+                                  rc.inputs["claim"], ext)
+
+    def save(self, rc: ai_engine.RunContext, parsed) -> tuple[dict[str, Any], dict[str, Any]]:
+        rel = self.rel_path(rc, rc.extra["image_info"].extension)
         thumb = rel.rsplit(".", 1)[0] + ".thumb.webp"
         media.write_atomic(rel, parsed.data)
         try:

@@ -124,6 +124,10 @@ def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
             new_job = hand_over_slot(job_id=row["id"], variation_id=vid, reason=reason)
             log.warning("stalled slot job %s (variation %s) handed to job %s", row["id"], vid, new_job)
         else:
+            if (row["args"] or {}).get("cell_id") is not None:  # a prompt-experiment cell: back to pending first
+                from core.experiments import requeue_stalled_cell
+
+                requeue_stalled_cell(cell_id=row["args"]["cell_id"])
             _close_calls_of_jobs([row["id"]], f"worker lost: {reason}")
             app.job_manager.retry_job_by_id(job_id=row["id"], retry_at=datetime.now(timezone.utc))
             log.warning("stalled job %s (%s) retried", row["id"], row["task_name"])

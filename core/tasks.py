@@ -54,6 +54,15 @@ async def generate_slot(context: JobContext, *, variation_id: int) -> str:
             _in_flight.discard(job_id)
 
 
+async def generate_experiment_cell(context: JobContext, *, cell_id: int) -> str:
+    """One prompt-experiment cell, on the same slot pool (and so the same bound) as run slots."""
+    from core.experiments import execute_cell
+
+    loop = asyncio.get_running_loop()
+    work = functools.partial(execute_cell, cell_id=cell_id, job_id=context.job.id)
+    return await loop.run_in_executor(_slot_executor(), work)
+
+
 def embed_backfill() -> dict:
     """Embed everything missing, stale or failed; unchanged subjects cost no model call."""
     from core import embeddings
@@ -69,6 +78,9 @@ def embed_subjects(*, subject_type: str, ids: list[int], spaces: list[str] | Non
 
 def register(app: procrastinate.App) -> None:
     app.task(name=GENERATE_SLOT, queue=GENERATION_QUEUE, pass_context=True)(generate_slot)
+    from core.experiments import GENERATE_CELL
+
+    app.task(name=GENERATE_CELL, queue=GENERATION_QUEUE, pass_context=True)(generate_experiment_cell)
     app.task(name=EMBED_BACKFILL, queue=EMBED_QUEUE)(embed_backfill)
     app.task(name=EMBED_SUBJECTS, queue=EMBED_QUEUE)(embed_subjects)
     from core.jobs import COMPUTE_PROJECTION, PROJECTION_QUEUE

@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import ai_calls
+from core.experiment_results import production_record
 from core.text import escape_markdown as md
 from pages._common import sidebar
 
@@ -80,3 +81,15 @@ with tab_fail:
             st.error(md(c.error or "no message"))
             st.json({"provider": c.provider, "model": c.model, "attempts": c.attempts, "steps": c.steps,
                      "template": c.template_name, "layer": c.template_layer, "version": c.template_version})
+
+st.subheader("Template versions in production")
+record = production_record()
+st.caption("Per variation_prompt version used by generation runs, from real review decisions "
+           "(experiment images are not counted). Keeps building after a version is activated.")
+st.dataframe([{"version": r.label, "images": r.images, "approved": r.approved, "rejected": r.rejected,
+               "approval rate": r.approval_rate, "cost (USD)": float(r.cost_usd),
+               "per approved image": float(r.cost_per_approved) if r.cost_per_approved is not None else None}
+              for r in record], hide_index=True, width="stretch", column_config={
+    "approval rate": st.column_config.NumberColumn(format="percent"),
+    "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
+    "per approved image": st.column_config.NumberColumn(format="$%.4f")})

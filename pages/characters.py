@@ -455,6 +455,10 @@ def list_view() -> None:
         flash(f"{created} run(s) queued; {len(results) - created - len(refused)} already in progress."
               + (f" Refused: {md('; '.join(refused))}" if refused else ""))
         st.rerun()
+    if g1.button(f"🧪 Experiment panel of these {len(rows)}", key="panel_shown", help="A prompt-experiment test bed"):
+        st.session_state.update(pn_chars=[r.id for r in rows if not r.archived], pn_how="Pick characters",
+                                ex_goto="Panels")
+        st.switch_page("pages/experiments.py")
     chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     avatars = review.avatar_paths([r.id for r in chunk])
     summary = review.generation_summary([r.id for r in chunk])
