@@ -221,7 +221,7 @@ def promote_image(*, cell_id: int, editor: str) -> int:
     reviewed and exported like any variation. Only an editor's explicit choice does this; returns the variation id.
     The file is written before the rows commit and removed if they do not."""
     from core import jobs, media
-    from core.generation import _variation_rel_path
+    from core.fencing import variation_rel_path
 
     if not editor:
         raise ValidationError("Enter your name in the sidebar first.")
@@ -240,7 +240,7 @@ def promote_image(*, cell_id: int, editor: str) -> int:
         s.add(run)
         s.flush()
         ext = cell.path.rsplit(".", 1)[-1]
-        rel = _variation_rel_path(ch.slug, run.id, cell.slot_key, 1, ext)
+        rel = variation_rel_path(ch.slug, run.id, cell.slot_key, 1, 1, ext)
         thumb = rel.rsplit(".", 1)[0] + ".thumb.webp"
         media.write_atomic(rel, media.read_bytes(cell.path))
         media.write_atomic(thumb, media.read_bytes(cell.thumb_path))

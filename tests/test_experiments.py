@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from core import characters, experiment_results, experiments, media, prompt_registry, review, styles
+from core import characters, experiment_results, experiments, media, prompt_registry, recovery, review, styles
 from core.characters import CharacterInput
 from core.errors import DuplicateError, ValidationError
 from core.experiments import ArmSpec
@@ -266,7 +266,7 @@ def test_twelve_cells_survive_a_worker_kill(cast, editor):
     stuck = [k for k, (s, _) in before.items() if s == "generating"]
     assert stuck
     time.sleep(2.5)  # the dead worker's heartbeat goes stale
-    assert generation.recover_stalled(seconds_since_heartbeat=2) >= len(stuck)
+    assert recovery.recover_stalled(seconds_since_heartbeat=2) >= len(stuck)
     run_worker()
     after = {c.id: (c.status, c.finished_at) for c in experiments.cells(experiment_id=exp.id)}
     assert all(s == "completed" for s, _ in after.values()), after
