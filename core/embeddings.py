@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from core import shots
-from core.embedding_spaces import IMAGE_LOCAL, SPACE_CLASSES, Embedder, dims_of, get_embedder, text_space
+from core.embedding_spaces import SPACE_CLASSES, Embedder, dims_of, get_embedder, image_spaces, text_space
 from core.errors import ValidationError
 from db.engine import session_scope
 from db.models import Character, ReferenceImage, Style, Variation
@@ -35,8 +35,8 @@ STATUS_ORDER = ("missing", "queued", "stale", "failed", "current")
 
 
 def spaces_for(subject_type: str) -> list[str]:
-    """The spaces a subject type lives in: images also get the pixel space."""
-    return [text_space(), IMAGE_LOCAL] if subject_type in IMAGE_TYPES else [text_space()]
+    """The spaces a subject type lives in: images also get the image space(s) (image-learned by default)."""
+    return [text_space(), *image_spaces()] if subject_type in IMAGE_TYPES else [text_space()]
 
 
 # ---------------------------------------------------------------- subject contents
@@ -266,7 +266,7 @@ def mark_queued(*, subject_type: str, ids: list[int]) -> None:
                 insert into embedding (subject_type, subject_id, space, model_id, dims, status, updated_at)
                 select :t, sid, :s, :m, :d, 'queued', now() from unnest(cast(:ids as int[])) as sid
                 on conflict (subject_type, subject_id, space) do update set status = 'queued', updated_at = now()
-            """), {"t": subject_type, "s": space, "m": SPACE_CLASSES[space].model_id, "d": dims_of(space),
+            """), {"t": subject_type, "s": space, "m": get_embedder(space).model_id, "d": dims_of(space),
                    "ids": ids})
 
 
@@ -315,7 +315,7 @@ def status_rows(*, subject_type: str, space: str) -> list[dict]:
 
 
 def _status_rows(subject_type: str, space: str, subs: list[Subject]) -> list[dict]:
-    emb_model = SPACE_CLASSES[space].model_id
+    emb_model = get_embedder(space).model_id
     items = contents(subs, space)
     with session_scope() as s:
         rows = {r.subject_id: r for r in s.execute(sa.text(
