@@ -17,9 +17,11 @@ from core.image_embedders import IMAGE_CLIP, IMAGE_LEARNED
 from core.settings import get_settings
 from db.engine import session_scope
 
-# Cosine distance that best separates "another view of the same subject" from "a different subject" in
-# bench/visual.py (real photographs, 6 views each); image-local's was set by hand before that benchmark.
-OFF_MODEL_DRIFT = {IMAGE_LEARNED: 0.30, IMAGE_LOCAL: 0.35, IMAGE_CLIP: 0.25}
+# The drift (distance to the mean of three reference views) that best separates other views of the same
+# subject from different subjects in bench/visual.py: 16 real photographs × 6 views, balanced accuracy 0.985
+# for image-learned (0.81 for image-local). image-clip has no calibration yet (no CLIP weights ship offline):
+# its value is a conservative guess; set OFF_MODEL_DRIFT after running the benchmark with your model.
+OFF_MODEL_DRIFT = {IMAGE_LEARNED: 0.62, IMAGE_LOCAL: 0.30, IMAGE_CLIP: 0.35}
 
 
 def off_model_threshold() -> float:

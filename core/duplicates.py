@@ -66,10 +66,10 @@ def _vectors(space: str, character_id: int | None) -> tuple[list[tuple[str, int]
     mats = []
     with session_scope() as s:
         allowed = {
-            "reference": s.execute(sa.text("select id from reference_image where (:c is null or character_id = :c)"),
+            "reference": s.execute(sa.text("select id from reference_image where (cast(:c as int) is null or character_id = :c)"),
                                    {"c": character_id}).scalars().all(),
             "variation": s.execute(sa.text("select id from variation where status = 'completed' and "
-                                           "review_status <> 'rejected' and (:c is null or character_id = :c)"),
+                                           "review_status <> 'rejected' and (cast(:c as int) is null or character_id = :c)"),
                                    {"c": character_id}).scalars().all()}
     for subject_type, ids in allowed.items():
         if not ids:

@@ -21,8 +21,8 @@ import numpy as np
 
 from core import media, visual_descriptor
 from core.errors import ValidationError
-from core.image_embedders import IMAGE_CLIP, IMAGE_LEARNED, ClipImageEmbedder, LearnedImageEmbedder, clip_available,
-                                  clip_source
+from core.image_embedders import (IMAGE_CLIP, IMAGE_LEARNED, ClipImageEmbedder, LearnedImageEmbedder, clip_available,
+                                  clip_source)
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
