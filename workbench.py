@@ -98,6 +98,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 log.exception("stalled-job recovery failed")
 
     generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
+    from core import embeddings
+
+    embeddings.queue_backfill_if_images_behind()  # e.g. a new default image space after an upgrade
     app = make_worker_app()
     threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
     concurrency = args.concurrency or settings.generation_concurrency

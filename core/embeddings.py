@@ -308,6 +308,32 @@ def backfill() -> EmbedReport:
     return rep
 
 
+def images_behind() -> int:
+    """Images with no vector yet in the visual image space: after an upgrade that makes image-learned the
+    default, every existing reference and variation (their other spaces are untouched)."""
+    from core.embedding_spaces import image_space
+
+    with session_scope() as s:
+        return s.execute(sa.text("""
+            select (select count(*) from reference_image r where not exists (select 1 from embedding e
+                        where e.subject_type = 'reference' and e.subject_id = r.id and e.space = :s))
+                 + (select count(*) from variation v where v.status = 'completed' and v.path is not null
+                    and not exists (select 1 from embedding e where e.subject_type = 'variation'
+                        and e.subject_id = v.id and e.space = :s))"""), {"s": image_space()}).scalar_one()
+
+
+def queue_backfill_if_images_behind() -> int | None:
+    """Called when a worker starts: queue the normal backfill (one at a time, queueing lock) when images
+    lack a vector in the image space, so an existing install re-embeds in the background, no page waits."""
+    from core import jobs
+
+    behind = images_behind()
+    if not behind:
+        return None
+    log.info("%d images have no vector in the image space yet: queueing the embedding backfill", behind)
+    return jobs.defer_embed_backfill()
+
+
 # ---------------------------------------------------------------- status
 def status_rows(*, subject_type: str, space: str) -> list[dict]:
     """One row per subject: missing / queued / stale (content changed since) / failed / current."""

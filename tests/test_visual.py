@@ -142,3 +142,20 @@ def test_duplicate_threshold_and_pair_input_are_checked(editor):
     with pytest.raises(Exception, match="two different images"):
         duplicates.keep_both(a=("variation", 1), b=("variation", 1), editor=editor)
     assert duplicates.find_pairs() == []  # nothing embedded yet: no pairs, no error
+
+
+def test_an_existing_install_re_embeds_its_images_in_the_background_when_a_worker_starts(editor, settings_override):
+    settings_override(embedding_image_space="image-local")  # an install from before image-learned
+    ch = characters.create_character(data=CharacterInput(name="Whiskers"), editor=editor)
+    for file in ("chelsea.png", "coffee.png"):
+        references.add_reference_upload(character_id=ch.id, data=png(photo(file), side=200), filename=f"{file}",
+                                        claimed_mime="image/png", editor=editor)
+    run_worker(queues=["embeddings"])
+    settings_override(embedding_image_space=IMAGE_LEARNED)  # the upgrade
+    assert embeddings.images_behind() == 2
+    assert embeddings.queue_backfill_if_images_behind() is not None  # what `workbench.py worker` does at start
+    assert embeddings.queue_backfill_if_images_behind() is None  # one backfill at a time
+    run_worker(queues=["embeddings"])
+    assert embeddings.images_behind() == 0
+    assert {r["status"] for r in embeddings.status_rows(subject_type="reference", space=IMAGE_LEARNED)} == {"current"}
+    assert embeddings.queue_backfill_if_images_behind() is None
