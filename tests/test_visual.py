@@ -101,6 +101,14 @@ def test_drift_is_measured_in_the_learned_space_and_flags_off_model_images(edito
     assert rows[2].id in flagged and rows[0].id not in flagged and rows[1].id not in flagged
     assert "off-model" in review.drift_label(off_model) and "off-model" not in review.drift_label(on_model[0])
 
+    from tests.test_pages import _page  # the review page: "Only off-model" filters the queue
+
+    at = _page("pages/review.py")
+    at.toggle(key="queue_off_model").set_value(True).run()
+    assert not at.exception
+    assert any(c.value.startswith(f"1 of {len(flagged)} ") for c in at.caption)
+    assert any("off-model" in m.value for m in at.markdown)
+
 
 def test_drift_threshold_can_be_set_by_the_operator(settings_override):
     assert drift.off_model_threshold() == drift.OFF_MODEL_DRIFT[IMAGE_LEARNED]
@@ -129,8 +137,17 @@ def test_duplicates_lists_near_identical_pairs_within_a_run_first_and_resolves_t
             for p in duplicates.find_pairs(threshold=0.9)]
     assert cross not in keys and twins in keys
 
-    assert duplicates.reject_duplicate(variation_id=rows[1].id, of=("variation", rows[0].id), reviewer=editor) == 1
-    v = review.get_variation(variation_id=rows[1].id)
+    from tests.test_pages import _page  # the Duplicates page: the same-run pair is on top; reject its right side
+
+    at = _page("pages/duplicates.py")
+    at.slider(key="dup_threshold").set_value(0.9).run()
+    assert not at.exception and any("pair(s)" in m.value for m in at.markdown)
+    twin = duplicates.find_pairs(threshold=0.9)[0]
+    assert twin.same_run and {twin.a.subject_id, twin.b.subject_id} == {rows[0].id, rows[1].id}
+    rejected_id = twin.b.subject_id
+    next(b for b in at.button if b.key and b.key.startswith("dup_rej_right_")).click().run()
+    assert not at.exception
+    v = review.get_variation(variation_id=rejected_id)
     assert v.review_status == "rejected" and v.reason_codes == ["duplicate"]
     assert twins not in [{(p.a.subject_type, p.a.subject_id), (p.b.subject_type, p.b.subject_id)}
                          for p in duplicates.find_pairs(threshold=0.9)]
