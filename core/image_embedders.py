@@ -70,10 +70,16 @@ def _lite0_weights() -> tuple[Path, str]:
 
 def open_rgb(source) -> Image.Image:
     """A decoded RGB image from a path or a PIL image; transparency is flattened onto white (how it is shown)."""
-    img = source if isinstance(source, Image.Image) else Image.open(source)
+    if isinstance(source, Image.Image):
+        return _rgb(source)
+    with Image.open(source) as img:  # closed at once: a batch must not hold its files open
+        return _rgb(img)
+
+
+def _rgb(img: Image.Image) -> Image.Image:
     if img.format == "JPEG":
         img.draft("RGB", (INPUT_SIDE * 2, INPUT_SIDE * 2))  # decode at reduced scale: much faster for big photos
-    if img.mode in ("RGBA", "LA", "P"):
+    if img.mode in ("RGBA", "LA", "P", "PA"):
         img = img.convert("RGBA")
         flat = Image.new("RGB", img.size, "white")
         flat.paste(img, mask=img.getchannel("A"))
