@@ -67,7 +67,7 @@ def test_tiny_clip_embeds_uploads_and_text_into_one_space(tmp_path, settings_ove
     assert rows[0][1] == emb.model_id and emb.model_id.startswith("clip:model@")  # folder name + weights hash
 
     text = emb.embed_texts(["a cat on a sofa"])
-    imgs = emb.embed_images([photo(f) for f in ("chelsea.png", "coffee.png", "astronaut.png")])
+    imgs = emb.embed([r.path for r in refs])  # the stored files, embedded again outside the queue
     assert text.shape == (1, 512) and imgs.shape == (3, 512)
     assert np.allclose(np.linalg.norm(np.vstack([text, imgs]), axis=1), 1.0, atol=1e-5)
     # describe → images searches the image vectors with the text vector: the ranking is the cosine ranking
