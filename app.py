@@ -14,6 +14,7 @@ pages = {
     ],
     "Explore": [
         st.Page("pages/search.py", title="Search", icon="🔎"),
+        st.Page("pages/duplicates.py", title="Duplicates", icon="👯"),
         st.Page("pages/embeddings.py", title="Embeddings", icon="🧬"),
         st.Page("pages/map.py", title="Map", icon="🗺️"),
     ],

@@ -170,6 +170,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     recovery_pass(full=True)
+    try:
+        from core import embeddings
+
+        embeddings.queue_backfill_if_images_behind()  # e.g. a new default image space after an upgrade
+    except Exception as err:  # the backfill is a convenience; a worker must start without it
+        log.error("could not check the image embeddings at start (the Embeddings page can queue it): %s", err)
     threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
     concurrency = args.concurrency or settings.generation_concurrency
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None

@@ -2,8 +2,10 @@
 
 A space fixes the model and the dimensions, so vectors in one space are
 comparable and get one HNSW index (migrations 0004/0005). Text spaces take
-text; the image space takes media paths (relative to MEDIA_ROOT) and reads
-the pixels. The local spaces are offline; text-openai goes through the
+text; image spaces take media paths (relative to MEDIA_ROOT) and read the
+pixels: image-learned (EfficientNet-Lite0, the default), image-clip (a
+CLIP-class model, when configured; core.image_embedders) and image-local (the
+cheap pixel descriptor, a fallback). The local spaces are offline; text-openai goes through the
 provider's retry loop and writes one ai_call row per request so its cost
 shows up on the Activity page like every other paid call.
 """
@@ -19,6 +21,8 @@ import numpy as np
 
 from core import media, visual_descriptor
 from core.errors import ValidationError
+from core.image_embedders import (IMAGE_CLIP, IMAGE_LEARNED, ClipImageEmbedder, LearnedImageEmbedder, clip_available,
+                                  clip_source)
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -132,13 +136,21 @@ class LocalImageEmbedder:
         self.calls = 0
 
     def embed(self, items: list[str]) -> np.ndarray:
+        return self.embed_images([media.resolve(p) for p in items])
+
+    def embed_images(self, sources: list) -> np.ndarray:
+        """Paths or PIL images → descriptors."""
         self.calls += 1
-        return np.stack([visual_descriptor.describe_file(media.resolve(p)) for p in items]).astype(np.float32)
+        return np.stack([visual_descriptor.describe(s) if hasattr(s, "convert") else visual_descriptor.describe_file(s)
+                         for s in sources]).astype(np.float32)
 
 
 SPACE_CLASSES: dict[str, type] = {TEXT_LOCAL: LocalTextEmbedder, TEXT_OPENAI: OpenAITextEmbedder,
-                                  IMAGE_LOCAL: LocalImageEmbedder}
-SPACE_LABELS = {TEXT_LOCAL: "text · MiniLM (offline)", TEXT_OPENAI: "text · OpenAI", IMAGE_LOCAL: "image · pixels"}
+                                  IMAGE_LOCAL: LocalImageEmbedder, IMAGE_LEARNED: LearnedImageEmbedder,
+                                  IMAGE_CLIP: ClipImageEmbedder}
+SPACE_LABELS = {TEXT_LOCAL: "text · MiniLM (offline)", TEXT_OPENAI: "text · OpenAI", IMAGE_LOCAL: "image · pixels",
+                IMAGE_LEARNED: "image · learned (EfficientNet)", IMAGE_CLIP: "image · CLIP (text ↔ image)"}
+IMAGE_SPACES = (IMAGE_LEARNED, IMAGE_LOCAL, IMAGE_CLIP)
 _embedders: dict[str, Embedder] = {}
 _lock = threading.Lock()
 
@@ -146,10 +158,11 @@ _lock = threading.Lock()
 def get_embedder(space: str) -> Embedder:
     if space not in SPACE_CLASSES:
         raise ValidationError(f"Unknown embedding space '{space}'. Known: {', '.join(SPACE_CLASSES)}.")
+    key = f"{space}\x1f{clip_source()}" if space == IMAGE_CLIP else space  # a newly configured model loads anew
     with _lock:
-        if space not in _embedders:
-            _embedders[space] = SPACE_CLASSES[space]()
-        return _embedders[space]
+        if key not in _embedders:
+            _embedders[key] = SPACE_CLASSES[space]()
+        return _embedders[key]
 
 
 def dims_of(space: str) -> int:
@@ -162,6 +175,25 @@ def text_space() -> str:
     if space not in (TEXT_LOCAL, TEXT_OPENAI):
         raise ValidationError(f"EMBEDDING_TEXT_SPACE must be {TEXT_LOCAL} or {TEXT_OPENAI}, not '{space}'.")
     return space
+
+
+def image_space() -> str:
+    """The space every visual tool uses (search, drift, duplicates, the map): EMBEDDING_IMAGE_SPACE,
+    image-learned unless set to image-local (the cheap fallback) or image-clip (when one is configured)."""
+    space = get_settings().embedding_image_space
+    if space not in IMAGE_SPACES:
+        raise ValidationError(f"EMBEDDING_IMAGE_SPACE must be one of {', '.join(IMAGE_SPACES)}, not '{space}'.")
+    if space == IMAGE_CLIP and not clip_available():
+        raise ValidationError("EMBEDDING_IMAGE_SPACE=image-clip needs IMAGE_CLIP_MODEL (a folder or model name).")
+    return space
+
+
+def image_spaces() -> list[str]:
+    """Every image space images are embedded in: the visual one, plus image-clip when a model is configured."""
+    spaces = [image_space()]
+    if clip_available() and IMAGE_CLIP not in spaces:
+        spaces.append(IMAGE_CLIP)
+    return spaces
 
 
 def text_embedder_ready() -> bool:

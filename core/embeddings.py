@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from core import shots
-from core.embedding_spaces import IMAGE_LOCAL, SPACE_CLASSES, Embedder, dims_of, get_embedder, text_space
+from core.embedding_spaces import SPACE_CLASSES, Embedder, dims_of, get_embedder, image_spaces, text_space
 from core.errors import ValidationError
 from db.engine import session_scope
 from db.models import Character, ReferenceImage, Style, Variation
@@ -35,8 +35,8 @@ STATUS_ORDER = ("missing", "queued", "stale", "failed", "current")
 
 
 def spaces_for(subject_type: str) -> list[str]:
-    """The spaces a subject type lives in: images also get the pixel space."""
-    return [text_space(), IMAGE_LOCAL] if subject_type in IMAGE_TYPES else [text_space()]
+    """The spaces a subject type lives in: images also get the image space(s) (image-learned by default)."""
+    return [text_space(), *image_spaces()] if subject_type in IMAGE_TYPES else [text_space()]
 
 
 # ---------------------------------------------------------------- subject contents
@@ -266,7 +266,7 @@ def mark_queued(*, subject_type: str, ids: list[int]) -> None:
                 insert into embedding (subject_type, subject_id, space, model_id, dims, status, updated_at)
                 select :t, sid, :s, :m, :d, 'queued', now() from unnest(cast(:ids as int[])) as sid
                 on conflict (subject_type, subject_id, space) do update set status = 'queued', updated_at = now()
-            """), {"t": subject_type, "s": space, "m": SPACE_CLASSES[space].model_id, "d": dims_of(space),
+            """), {"t": subject_type, "s": space, "m": get_embedder(space).model_id, "d": dims_of(space),
                    "ids": ids})
 
 
@@ -308,6 +308,32 @@ def backfill() -> EmbedReport:
     return rep
 
 
+def images_behind() -> int:
+    """Images with no vector yet in the visual image space: after an upgrade that makes image-learned the
+    default, every existing reference and variation (their other spaces are untouched)."""
+    from core.embedding_spaces import image_space
+
+    with session_scope() as s:
+        return s.execute(sa.text("""
+            select (select count(*) from reference_image r where not exists (select 1 from embedding e
+                        where e.subject_type = 'reference' and e.subject_id = r.id and e.space = :s))
+                 + (select count(*) from variation v where v.status = 'completed' and v.path is not null
+                    and not exists (select 1 from embedding e where e.subject_type = 'variation'
+                        and e.subject_id = v.id and e.space = :s))"""), {"s": image_space()}).scalar_one()
+
+
+def queue_backfill_if_images_behind() -> int | None:
+    """Called when a worker starts: queue the normal backfill (one at a time, queueing lock) when images
+    lack a vector in the image space, so an existing install re-embeds in the background, no page waits."""
+    from core import jobs
+
+    behind = images_behind()
+    if not behind:
+        return None
+    log.info("%d images have no vector in the image space yet: queueing the embedding backfill", behind)
+    return jobs.defer_embed_backfill()
+
+
 # ---------------------------------------------------------------- status
 def status_rows(*, subject_type: str, space: str) -> list[dict]:
     """One row per subject: missing / queued / stale (content changed since) / failed / current."""
@@ -315,7 +341,7 @@ def status_rows(*, subject_type: str, space: str) -> list[dict]:
 
 
 def _status_rows(subject_type: str, space: str, subs: list[Subject]) -> list[dict]:
-    emb_model = SPACE_CLASSES[space].model_id
+    emb_model = get_embedder(space).model_id
     items = contents(subs, space)
     with session_scope() as s:
         rows = {r.subject_id: r for r in s.execute(sa.text(

@@ -38,6 +38,7 @@ REASON_CODES: dict[str, str] = {
     "anatomy": "anatomy problems",
     "style_drift": "style drift",
     "artifact": "visual artifacts",
+    "duplicate": "near-duplicate of another image",
     "other": "other",
 }
 ACTIVE_SLOT_STATES = ("pending", "generating")

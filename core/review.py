@@ -152,23 +152,28 @@ def bulk_reject(*, variation_ids: list[int], reviewer: str, reason_codes: list[s
 QUEUE_ORDERS = {"grid": "Grid order (character, then shot)", "drift": "Most identity drift first"}
 
 
-def unreviewed_in_order(grid: list[CoverageRow], *, order: str = "grid") -> list[int]:
+def unreviewed_in_order(grid: list[CoverageRow], *, order: str = "grid", off_model_only: bool = False) -> list[int]:
     """Latest completed, unreviewed attempts: the review queue. Grid order walks characters then the shot
-    list; drift order puts the likely off-model images first (not yet scored ones last)."""
+    list; drift order puts the likely off-model images first (not yet scored ones last). `off_model_only`
+    keeps the ones whose drift is above the calibrated off-model threshold."""
+    from core.drift import is_off_model
+
     cells = [row.cells[slot.key] for row in grid for slot in shot_list()
              if slot.key in row.cells and row.cells[slot.key].status == "completed"
              and row.cells[slot.key].review_status == "unreviewed"]
+    if off_model_only:
+        cells = [c for c in cells if is_off_model(c.drift_score)]
     if order == "drift":
         cells = sorted(cells, key=lambda c: (c.drift_score is None, -(c.drift_score or 0.0)))
     return [c.variation_id for c in cells]
 
 
 def drift_label(score: float | None) -> str:
-    from core.drift import DRIFT_WARN
+    from core.drift import is_off_model
 
     if score is None:
         return "identity drift: not scored yet (needs the image embedding and a reference)"
-    return f"identity drift {score:.3f}" + (" ⚠️ likely off-model" if score >= DRIFT_WARN else "")
+    return f"identity drift {score:.3f}" + (" ⚠️ off-model" if is_off_model(score) else "")
 
 
 def queue(*, style_id: int | None = None, run_id: int | None = None) -> list[int]:

@@ -60,8 +60,14 @@ class Settings(BaseSettings):
     template_render_memory_mb: int = Field(default=256, description="Memory a render child may add")
     template_render_processes: int = Field(default=2, description="Render children per process (reused)")
 
-    # Embeddings: the text space (text-local = offline MiniLM; text-openai needs a key). Images always use image-local.
+    # Embeddings: the text space (text-local = offline MiniLM; text-openai needs a key) and the image space.
     embedding_text_space: str = Field(default="text-local", description="text-local | text-openai")
+    embedding_image_space: str = Field(default="image-learned", description="image-learned (EfficientNet-Lite0, "
+                                       "offline) | image-local (pixel descriptor) | image-clip (needs IMAGE_CLIP_MODEL)")
+    image_clip_model: str = Field(default="", description="CLIP-class model folder or name; empty = no image-clip")
+    embedding_torch_threads: int = Field(default=0, description="torch threads for local models; 0 = every core")
+    off_model_drift: float | None = Field(default=None, description="drift above this flags a variation off-model; "
+                                          "unset = the value calibrated by bench/visual.py for the image space")
     embedding_warmup: bool = Field(default=True, description="Load the text model in the web process at start "
                                    "(a save's look-alike check and the first search then don't wait for it)")
 

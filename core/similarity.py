@@ -10,6 +10,7 @@ index still returned fewer than k. Callers always get k results when k exist.
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -17,13 +18,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import sqlalchemy as sa
+from PIL import Image as PILImage
 
 from core import embeddings, images
-from core.embedding_spaces import IMAGE_LOCAL, dims_of, get_embedder, text_space
+from core.embedding_spaces import dims_of, get_embedder, image_space, text_space
 from core.errors import ValidationError
 from core.settings import get_settings
 from core.text import SEARCH_MAX
-from core.visual_descriptor import describe_bytes
 from db.engine import session_scope
 
 log = logging.getLogger(__name__)
@@ -159,13 +160,17 @@ def nearest(*, vector: str, space: str, subject_types: Sequence[str], k: int, fl
 
 def search_text(*, query: str, subject_types: Sequence[str] = ("character",), k: int = 10,
                 flt: SearchFilter = SearchFilter(), space: str | None = None) -> SearchResult:
-    """Free text → the nearest characters or images (images match through their captions/prompts)."""
+    """Free text → the nearest characters or images. In a text space images match through their captions and
+    prompts; in image-clip (text and images in one space) they match by what their pixels show."""
     space = space or text_space()
     if not query.strip():
         raise ValidationError("Type something to search for.")
     if len(query.strip()) > SEARCH_MAX:
         raise ValidationError(f"The search is {len(query.strip())} characters; the limit is {SEARCH_MAX}.")
-    qv = get_embedder(space).embed([query.strip()])[0]
+    emb = get_embedder(space)
+    if emb.kind == "image" and not getattr(emb, "accepts_text", False):
+        raise ValidationError(f"The {space} space has no text side: describe → images needs image-clip.")
+    qv = (emb.embed_texts if emb.kind == "image" else emb.embed)([query.strip()])[0]
     return nearest(vector=embeddings.vec_literal(qv), space=space, subject_types=subject_types, k=k, flt=flt)
 
 
@@ -181,9 +186,10 @@ def _own_vector(subject_type: str, subject_id: int, space: str) -> str:
 
 def similar_to(*, subject_type: str, subject_id: int, k: int = 10, flt: SearchFilter = SearchFilter(),
                subject_types: Sequence[str] | None = None, space: str | None = None) -> SearchResult:
-    """Nearest neighbours of a stored subject (itself excluded). Images compare pixels, characters meaning."""
+    """Nearest neighbours of a stored subject (itself excluded). Images compare what they show (the image
+    space, image-learned by default), characters their meaning."""
     if space is None:
-        space = IMAGE_LOCAL if subject_type in embeddings.IMAGE_TYPES else text_space()
+        space = image_space() if subject_type in embeddings.IMAGE_TYPES else text_space()
     targets = subject_types or (embeddings.IMAGE_TYPES if subject_type in embeddings.IMAGE_TYPES else (subject_type,))
     return nearest(vector=_own_vector(subject_type, subject_id, space), space=space, subject_types=targets, k=k,
                    flt=flt, exclude=(subject_type, subject_id))
@@ -191,12 +197,14 @@ def similar_to(*, subject_type: str, subject_id: int, k: int = 10, flt: SearchFi
 
 def search_image(*, data: bytes, k: int = 10, flt: SearchFilter = SearchFilter(),
                  filename: str = "upload") -> SearchResult:
-    """An uploaded image → the most similar stored images, by the pixel descriptor (nothing is stored)."""
+    """An uploaded image → the most similar stored images in the image space (nothing is stored)."""
     settings = get_settings()
     images.inspect_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
                          filename=filename)
-    vec = describe_bytes(data)
-    return nearest(vector=embeddings.vec_literal(vec), space=IMAGE_LOCAL, subject_types=embeddings.IMAGE_TYPES, k=k,
+    space = image_space()
+    with PILImage.open(io.BytesIO(data)) as img:
+        vec = get_embedder(space).embed_images([img])[0]
+    return nearest(vector=embeddings.vec_literal(vec), space=space, subject_types=embeddings.IMAGE_TYPES, k=k,
                    flt=flt)
 
 

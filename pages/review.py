@@ -1,7 +1,7 @@
 """Review: coverage grid (characters × slots), slot comparison, keyboard queue, export."""
 import streamlit as st
 
-from core import generation, references, review, styles
+from core import drift, generation, references, review, styles
 from core.shots import shot_list
 from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes, sidebar
@@ -134,10 +134,18 @@ with tab_queue:
     if not unreviewed:
         st.success("Queue empty: every completed image shown here has been reviewed.")
     else:
-        order = st.radio("Order", list(review.QUEUE_ORDERS), format_func=review.QUEUE_ORDERS.get, horizontal=True,
+        o1, o2 = st.columns([3, 1])
+        order = o1.radio("Order", list(review.QUEUE_ORDERS), format_func=review.QUEUE_ORDERS.get, horizontal=True,
                          key="queue_order", on_change=lambda: st.session_state.update(queue_pos=0),
-                         help="Identity drift = how far the image's pixels are from the character's references.")
-        unreviewed = review.unreviewed_in_order(grid, order=order)
+                         help="Identity drift = how far the image is from the character's references, as a "
+                              "learned image model sees them.")
+        off_only = o2.toggle("Only off-model", key="queue_off_model",
+                             on_change=lambda: st.session_state.update(queue_pos=0),
+                             help=f"Drift above {drift.off_model_threshold():.2f} (calibrated by bench/visual.py).")
+        unreviewed = review.unreviewed_in_order(grid, order=order, off_model_only=off_only)
+        if not unreviewed:
+            st.success("No unreviewed image is flagged off-model.")
+            st.stop()
         pos = min(st.session_state.get("queue_pos", 0), len(unreviewed) - 1)
         v = review.get_variation(variation_id=unreviewed[pos])
         name = next(r.name for r in grid if r.character_id == v.character_id)
@@ -162,5 +170,7 @@ with tab_queue:
             names = {r.character_id: r.name for r in grid}
             cells = {c.variation_id: (r.character_id, c) for r in grid for c in r.cells.values()}
             st.dataframe([{"#": i + 1, "character": names[cells[vid][0]], "slot": cells[vid][1].slot_key,
-                           "drift": cells[vid][1].drift_score} for i, vid in enumerate(unreviewed)],
+                           "drift": cells[vid][1].drift_score,
+                           "off-model": drift.is_off_model(cells[vid][1].drift_score)}
+                          for i, vid in enumerate(unreviewed)],
                          hide_index=True, width="stretch")

@@ -2,15 +2,21 @@
 import streamlit as st
 
 from core import characters, similarity, styles, tags
+from core.embedding_spaces import IMAGE_CLIP, text_space
 from core.errors import ValidationError
+from core.image_embedders import CLIP_HOWTO, clip_available
 from core.text import escape_markdown as md
 from pages._common import media_path, report, sidebar
 
 sidebar()
 st.title("🔎 Search")
+st.page_link("pages/duplicates.py", label="Near-duplicate images", icon="👯")
 
 MODES = {"text": "📝 Describe", "character": "🧑 Similar characters", "image": "🖼️ Similar images"}
 FIND = {"Characters": ("character",), "Images": ("reference", "variation")}
+CLIP_FIND = "Images by pixels (CLIP)"
+if clip_available():
+    FIND[CLIP_FIND] = ("reference", "variation")
 COLS = 5
 
 # "find similar" from a result sets the anchor; the mode follows it
@@ -51,10 +57,14 @@ try:
         query = c1.text_input("Describe who or what you are looking for", key="search_q",
                               placeholder="e.g. a quiet fighter who hides in shadows")
         find = c2.radio("Find", list(FIND), key="search_find", horizontal=True)
+        if find == "Images":
+            st.caption("Images match through their captions and prompts. " + (
+                f"“{CLIP_FIND}” matches what the pixels show." if clip_available() else CLIP_HOWTO))
         if query.strip():
             title = f"{find} closest to “{md(query.strip())}”"
             with st.spinner("Searching (the first search loads the embedding model, a few seconds)…"):
-                result = similarity.search_text(query=query, subject_types=FIND[find], k=k, flt=flt)
+                result = similarity.search_text(query=query, subject_types=FIND[find], k=k, flt=flt,
+                                                space=IMAGE_CLIP if find == CLIP_FIND else text_space())
         else:
             hint = "Type a description to search by meaning, e.g. “a cheerful inventor”."
     elif mode == "character":
@@ -73,12 +83,13 @@ try:
         up = st.file_uploader("Upload an image to find similar ones (nothing is stored)",
                               type=["png", "jpg", "jpeg", "webp", "gif"], key="search_upload")
         if up is None:
-            hint = ("Upload an image, or use “find similar” on any image result. Images are compared by their "
-                    "pixels (colour layout, palette, shapes).")
+            hint = ("Upload an image, or use “find similar” on any image result. Images are compared by what a "
+                    "learned image model sees in them (the same subject from another angle or crop counts as close).")
         else:
             st.image(up.getvalue(), width=120)
             title = f"Images most like **{md(up.name)}**"
-            result = similarity.search_image(data=up.getvalue(), k=k, flt=flt, filename=up.name)
+            with st.spinner("Reading the image (the first search loads the image model, a few seconds)…"):
+                result = similarity.search_image(data=up.getvalue(), k=k, flt=flt, filename=up.name)
 except ValidationError as err:
     st.warning(md(err))
 except Exception as err:

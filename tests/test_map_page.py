@@ -118,7 +118,7 @@ def test_variation_map_fallback_then_approve_and_reject_a_selection(editor):
     run_worker(queues=None)  # ten slots, then their embedding jobs
     run_worker(queues=None)
     sets = projection.available_sets()
-    var_set = next(i for i, s in enumerate(sets) if s["subject_type"] == "variation" and s["space"] == "image-local")
+    var_set = next(i for i, s in enumerate(sets) if s["subject_type"] == "variation" and s["space"] == "image-learned")
 
     at = _page("pages/map.py")
     at.selectbox(key="map_set").set_value(var_set).run()

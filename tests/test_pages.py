@@ -123,7 +123,7 @@ def test_styles_page_create_and_duplicate():
 
 @pytest.mark.parametrize("page", ["pages/home.py", "pages/characters.py", "pages/styles.py", "pages/review.py",
                                   "pages/prompts.py", "pages/activity.py", "pages/search.py",
-                                  "pages/embeddings.py", "pages/map.py"])
+                                  "pages/embeddings.py", "pages/map.py", "pages/duplicates.py"])
 def test_every_page_renders_with_demo_content(page, editor):
     from core.demo import load_demo_cast
 

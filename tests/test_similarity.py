@@ -49,7 +49,7 @@ def gallery(editor):
 
 def test_uploads_are_embedded_by_their_jobs_in_text_and_image_space(gallery):
     rows = {(r["subject_type"], r["space"]): r for r in embeddings.status_overview()}
-    assert rows[("reference", "image-local")]["current"] == 4
+    assert rows[("reference", "image-learned")]["current"] == 4
     assert rows[("reference", "text-local")]["current"] == 4
     assert rows[("character", "text-local")]["current"] == 4
     assert embeddings.backfill().model_calls == 0  # nothing changed: no model call anywhere
@@ -164,10 +164,10 @@ def test_unreadable_image_fails_alone_and_keeps_the_others(gallery):
     path = media.resolve(ruby_ref.path)
     path.write_bytes(b"garbage")  # the file on disk is damaged after the upload
     with session_scope() as s:  # ... and its embedding has to be redone (e.g. after a model upgrade)
-        s.execute(sa.text("update embedding set content_hash = 'old' where space = 'image-local'"))
-    rep = embeddings.embed_subjects(subject_type="reference", spaces=["image-local"])
+        s.execute(sa.text("update embedding set content_hash = 'old' where space = 'image-learned'"))
+    rep = embeddings.embed_subjects(subject_type="reference", spaces=["image-learned"])
     assert (rep.embedded, rep.failed) == (3, 1)
-    rows = {r["subject_id"]: r for r in embeddings.status_rows(subject_type="reference", space="image-local")}
+    rows = {r["subject_id"]: r for r in embeddings.status_rows(subject_type="reference", space="image-learned")}
     assert rows[ruby_ref.id]["status"] == "failed" and rows[ruby_ref.id]["has_vector"]  # old vector kept
     assert "cannot identify image" in rows[ruby_ref.id]["error"]
     assert {r["status"] for sid, r in rows.items() if sid != ruby_ref.id} == {"current"}
