@@ -19,6 +19,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from sqlmodel import select
 
 from core.errors import NotFoundError, ValidationError
+from core.prompt_text import tidy_prompt
 from core.settings import PROJECT_ROOT
 from db.engine import session_scope
 from db.models import PromptVersion
@@ -86,7 +87,7 @@ def render_body(body: str, context: dict[str, Any]) -> str:
     except jinja2.TemplateSyntaxError as err:
         raise TemplateProblem(f"Syntax error on line {err.lineno}: {err.message}") from None
     try:
-        return template.render(**context).strip()
+        rendered = template.render(**context).strip()
     except jinja2.UndefinedError as err:
         raise TemplateProblem(f"Unknown variable: {err.message}. Available: {', '.join(sorted(context))}.") from None
     except SecurityError as err:
@@ -95,6 +96,7 @@ def render_body(body: str, context: dict[str, Any]) -> str:
         raise TemplateProblem(f"Template error: {err}") from None
     except (TypeError, ValueError, AttributeError, KeyError, ZeroDivisionError) as err:
         raise TemplateProblem(f"Template failed while rendering: {err.__class__.__name__}: {err}") from None
+    return tidy_prompt(rendered)  # clean sentences whatever the fields look like (core.prompt_text)
 
 
 def prompt_hash(text: str) -> str:

@@ -1,0 +1,45 @@
+"""Words the editor reads: rendered prompts are clean sentences whatever the fields look like."""
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import ai_functions, characters, prompt_registry, styles
+from core.characters import CharacterInput
+from core.prompt_text import tidy_prompt
+
+
+def test_description_written_as_a_sentence_joins_cleanly(editor):
+    style = styles.create_style(data=styles.StyleInput(name="Ink", prompt_fragment="Ink wash."), editor=editor)
+    ch = characters.create_character(editor=editor, data=CharacterInput(
+        name="Ayla Stormwind", description="A wandering storm mage.", traits=["silver hair."], style_id=style.id))
+    prompt = ai_functions.preview_template(name="variation_prompt", body=prompt_registry.file_default("variation_prompt"),
+                                           character_id=ch.id, slot_key="portrait_front")
+    first = prompt.splitlines()[0]
+    assert first == "Ayla Stormwind, a wandering storm mage."
+    assert ", A " not in prompt
+    assert not re.search(r"(?<!\.)\.\.(?!\.)", prompt), prompt
+    assert "Style: Ink wash." in prompt
+
+
+def test_names_and_ellipses_and_json_examples_are_left_alone():
+    assert tidy_prompt("Bram, The Hague native...") == "Bram, The Hague native..."
+    assert tidy_prompt('Answer with JSON only: {"names": ["...", "..."]}') == \
+        'Answer with JSON only: {"names": ["...", "..."]}'
+    assert tidy_prompt("Kira, An Nguyen, sees you.") == "Kira, An Nguyen, sees you."
+    assert tidy_prompt("Wow!.\nStyle: neon , .") == "Wow!\nStyle: neon."
+
+
+_field = st.text(alphabet="aAbB .,!?…\t", max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_field, min_size=1, max_size=4))
+def test_tidying_is_idempotent_keeps_lines_and_leaves_no_double_stop(fields):
+    raw = "\n".join(f"{f}." for f in fields)  # each line is a field the template closes with a period
+    once = tidy_prompt(raw)
+    assert tidy_prompt(once) == once
+    assert once.count("\n") == raw.count("\n")
+    for line in once.splitlines():
+        assert not re.search(r"(?<!\.)\.[ \t]*\.(?!\.)", line), line
+        assert not re.search(r"[ \t][,.;:!?](\s|$)", line), line
