@@ -226,10 +226,12 @@ def execute_variation(*, variation_id: int, job_id: int | None = None) -> str:
         run_id, character_id, slot_key, attempt, reasons = claimed
         s.execute(sa.update(GenerationRun).where(GenerationRun.id == run_id, GenerationRun.status == "queued")
                   .values(status="running", started_at=utcnow()))
-        override = s.execute(sa.select(GenerationRun.template_override).where(GenerationRun.id == run_id)).scalar()
+        override, requested_by = s.execute(sa.select(GenerationRun.template_override, GenerationRun.requested_by)
+                                           .where(GenerationRun.id == run_id)).one()
     try:
         out = ai_engine.run(
-            VARIATION_IMAGE, requested_by="worker", override=override, provider=get_provider(), job_id=job_id,
+            VARIATION_IMAGE, requested_by=requested_by or "worker",  # the Activity log credits the editor
+            override=override, provider=get_provider(), job_id=job_id,
             inputs={"character_id": character_id, "slot_key": slot_key, "run_id": run_id, "attempt": attempt,
                     "rejection_reasons": reasons, "subject_id": variation_id},
         )

@@ -43,3 +43,19 @@ def test_tidying_is_idempotent_keeps_lines_and_leaves_no_double_stop(fields):
     for line in once.splitlines():
         assert not re.search(r"(?<!\.)\.[ \t]*\.(?!\.)", line), line
         assert not re.search(r"[ \t][,.;:!?](\s|$)", line), line
+
+
+def test_generation_calls_are_credited_to_the_editor_who_requested_the_run(editor):
+    import sqlalchemy as sa
+
+    from core import generation
+    from db.engine import session_scope
+    from tests.test_generation import run_worker
+
+    ch = characters.create_character(editor=editor, data=CharacterInput(name="Pip Thimble"))
+    generation.request_run(character_id=ch.id, requested_by="Rita Requester")
+    run_worker()
+    with session_scope() as s:
+        who = s.execute(sa.text("select requested_by, count(*) from ai_call where function = :f group by 1"),
+                        {"f": generation.VARIATION_IMAGE.name}).all()
+    assert who == [("Rita Requester", 10)]
