@@ -10,10 +10,12 @@ import streamlit as st
 
 from core import media
 from core.errors import WorkbenchError
+from core.identity import NAME_MAX, clean_editor_name
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 EDITOR_KEY = "editor_name"
+EDITOR_PARAM = "editor"
 
 
 def _login_name() -> str | None:
@@ -35,6 +37,34 @@ def _warm_up_embedder() -> bool:
     return True
 
 
+def _keep_editor(value: str | None) -> None:
+    st.session_state[EDITOR_KEY] = value
+    if value:
+        st.query_params[EDITOR_PARAM] = value
+    else:
+        st.query_params.pop(EDITOR_PARAM, None)
+
+
+def _typed_editor_name() -> str | None:
+    """The typed name, kept in the session and in the URL (`?editor=`) so a reload or a bookmark keeps it.
+
+    It lives under a plain session key: a widget's own state is dropped when the editor switches
+    pages, which would ask for the name again on every page."""
+    name = st.session_state.get(EDITOR_KEY)
+    if name is None and EDITOR_PARAM in st.query_params:  # a reloaded or bookmarked page
+        name = clean_editor_name(st.query_params.get(EDITOR_PARAM))
+        st.session_state[EDITOR_KEY] = name
+    if name and st.query_params.get(EDITOR_PARAM) != name:  # page switches drop the URL's parameters
+        st.query_params[EDITOR_PARAM] = name
+    st.text_input(
+        "Your name", key="_editor_name_widget", value=name or "", max_chars=NAME_MAX,
+        placeholder="e.g. Sam (shown in audit columns)",
+        help="Recorded as created/updated by. Kept in this page's address, so a reload or a bookmark keeps it.",
+        on_change=lambda: _keep_editor(clean_editor_name(st.session_state["_editor_name_widget"])),
+    )
+    return st.session_state.get(EDITOR_KEY) or None
+
+
 def sidebar() -> str | None:
     """Render the shared sidebar; return the editor's display name (None until given)."""
     settings = get_settings()
@@ -44,16 +74,7 @@ def sidebar() -> str | None:
         if name:
             st.caption(f"Signed in as **{name}**")
         else:
-            # The name lives under a plain session key: a widget's own state is dropped when the
-            # editor switches pages, which would ask for the name again on every page.
-            st.text_input(
-                "Your name", key="_editor_name_widget", value=st.session_state.get(EDITOR_KEY, ""),
-                placeholder="e.g. Sam (shown in audit columns)",
-                help="Recorded as created/updated by. Asked once per browser session.",
-                on_change=lambda: st.session_state.update(
-                    {EDITOR_KEY: st.session_state["_editor_name_widget"].strip()}),
-            )
-            name = st.session_state.get(EDITOR_KEY) or None
+            name = _typed_editor_name()
             if not name:
                 st.caption("Enter your name to save changes.")
         if settings.openai_api_key is None:
