@@ -33,3 +33,40 @@ def test_editor_name_survives_reload_and_upload_limit_follows_the_setting():
         expect(page.get_by_role("textbox", name="Your name")).to_have_value("Playwright Pat")
         expect(page.get_by_text("Enter your name to save changes.")).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "editor-after-reload.png"), full_page=True)
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose an option in a Streamlit selectbox by its label."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_prompts_page_keeps_its_tab_and_make_active_starts_at_what_is_in_use(editor):
+    from core import prompt_registry
+
+    body = prompt_registry.file_default("character_name")
+    prompt_registry.save_version(name="character_name", body=body + "\nBe brief.", author=editor, note="one")
+    with streamlit_server() as url, browser_page() as page:
+        page.goto(f"{url}/prompts?editor=Pat")
+        draft = page.get_by_role("textbox", name="Template body (Jinja2, sandboxed)")
+        draft.fill(body + "\nBe very brief.")
+        page.get_by_role("button", name="Save as new version").click()
+        page.get_by_text("Saved character_name v2 and made it active.").wait_for()
+        versions_tab = page.get_by_role("tab", name="Versions & diff")
+        versions_tab.click()
+        page.get_by_text("Make active").wait_for()
+        # the picker starts at the version in use: one click on Activate cannot roll the template back
+        expect(page.get_by_role("combobox", name="Make active")).to_have_value("v2 (in use)")
+        expect(page.get_by_role("button", name="Activate")).to_be_disabled()
+        _pick(page, "Make active", "v1")
+        page.get_by_role("button", name="Activate").click()
+        page.get_by_text("character_name: v1 is now in use.").wait_for()
+        expect(versions_tab).to_have_attribute("aria-selected", "true")
+        assert prompt_registry.resolve("character_name").version == 1
+        expect(page.get_by_role("combobox", name="Make active")).to_have_value("v1 (in use)")
+        # picking a side of the diff keeps the tab too, and the diff wraps inside the page
+        _pick(page, "Left", "file default")
+        page.locator("table.diff").wait_for()
+        expect(versions_tab).to_have_attribute("aria-selected", "true")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.screenshot(path=str(ARTIFACTS / "prompts-versions-tab.png"), full_page=True)
