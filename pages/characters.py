@@ -10,6 +10,8 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 24
 COLUMNS = 4
+RUN_WATCH_S = 5  # how often an idle Variations tab looks for a run started elsewhere
+CARDS_LIVE_S = 3  # how often the cast cards refresh while one of them is generating
 
 editor = sidebar()
 show_flashes()
@@ -134,19 +136,25 @@ def detail_view(character_id: int) -> None:
         reference_section(ch)
 
     with tab_vars:
-        variations_section(ch)
+        variations_section(ch, visible=bool(tab_vars.open))
 
 
 STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "✅", "failed": "❌", "cancelled": "⛔"}
 REVIEW_ICON = {"approved": "👍", "rejected": "👎", "unreviewed": ""}
 
 
-def variations_section(ch) -> None:
+def variations_section(ch, *, visible: bool) -> None:
     runs = generation.runs_for_character(character_id=ch.id)
     active = next((r for r in runs if r.status in generation.RUN_ACTIVE), None)
     c1, c2 = st.columns([1, 3])
-    if c1.button("🎬 Generate variations", type="primary", disabled=not editor or ch.archived or active is not None,
-                 key=f"generate_{ch.id}", help="Ten slots from the shot list, generated in the background."):
+    slot = c1.empty()
+    if active is not None:
+        slot.button(f"⏳ Run #{active.id} {'queued' if active.status == 'queued' else 'generating'}…", disabled=True,
+                    key=f"generate_busy_{ch.id}", help="One run at a time per character.")
+    elif slot.button("🎬 Generate variations", type="primary", disabled=not editor or ch.archived,
+                     key=f"generate_{ch.id}", help="Ten slots from the shot list, generated in the background."):
+        # drawn before the slow part (ten jobs are deferred): the editor sees the click land at once
+        slot.button("⏳ Queuing…", disabled=True, key=f"generate_queuing_{ch.id}")
         try:
             req = generation.request_run(character_id=ch.id, requested_by=editor)
             flash(f"Run #{req.run_id} queued: ten slots are generating in the background." if req.created
@@ -157,23 +165,49 @@ def variations_section(ch) -> None:
     if active is not None:
         c2.caption("A run is in progress; you can keep working elsewhere, this view refreshes by itself.")
     if not runs:
+        if visible:
+            _watch_for_first_run(ch.id)
         st.info("No variations yet. **Generate variations** makes the ten-slot shot list for this character "
                 "(offline sketches without an API key).")
         return
     by_id = {r.id: r for r in runs}
     run_id = st.selectbox(
-        "Run", list(by_id), key=f"run_pick_{ch.id}",
-        format_func=lambda i: f"Run #{i} · {by_id[i].status} · {by_id[i].created_at:%Y-%m-%d %H:%M} · "
-                              f"by {by_id[i].requested_by}",
+        # keyed by the newest run: a new run (this editor's or anyone's) is selected as soon as it exists,
+        # while an older run the editor picked stays picked until then. No status in the label: a keyed
+        # selectbox keeps its first labels, the panel below says the status.
+        "Run", list(by_id), key=f"run_pick_{ch.id}_{runs[0].id}",
+        format_func=lambda i: f"Run #{i} · {by_id[i].created_at:%Y-%m-%d %H:%M} · by {by_id[i].requested_by}",
     )
-    run_panel(run_id, live=by_id[run_id].status in generation.RUN_ACTIVE, archived=ch.archived)
+    run_panel(run_id, live=by_id[run_id].status in generation.RUN_ACTIVE, archived=ch.archived,
+              watch=(ch.id, runs[0].id) if visible else None)
 
 
-def run_panel(run_id: int, *, live: bool, archived: bool) -> None:
-    """Live while the run is active: the fragment re-reads the run every 2 s without rerunning the page."""
+def _newest_run_id(character_id: int) -> int | None:
+    runs = generation.runs_for_character(character_id=character_id, limit=1)
+    return runs[0].id if runs else None
 
-    @st.fragment(run_every=2 if live else None)
+
+def _watch_for_first_run(character_id: int) -> None:
+    """No runs yet: notice the first one, whoever starts it (another editor, "Generate for all")."""
+
+    @st.fragment(run_every=RUN_WATCH_S)
+    def _watch() -> None:
+        if _newest_run_id(character_id) is not None:
+            st.rerun()
+
+    _watch()
+
+
+def run_panel(run_id: int, *, live: bool, archived: bool, watch: tuple[int, int] | None) -> None:
+    """Live while the run is active: the fragment re-reads the run every 2 s without rerunning the page.
+    With `watch` (character, newest run id; the tab is open) it also polls slowly while idle, and reruns the
+    page when a newer run appears, so a run someone else starts is selected and shown.
+    One fragment does both: a second auto-refreshing fragment on the page stopped this one's refresh."""
+
+    @st.fragment(run_every=2 if live else RUN_WATCH_S if watch else None)
     def _panel() -> None:
+        if watch is not None and _newest_run_id(watch[0]) != watch[1]:
+            st.rerun()
         status = generation.run_status(run_id=run_id)
         done = sum(status.counts.get(k, 0) for k in ("completed", "failed", "cancelled"))
         st.progress(done / max(1, len(status.slots)),
@@ -424,27 +458,44 @@ def list_view() -> None:
               + (f" Refused: {'; '.join(refused)}" if refused else ""))
         st.rerun()
     chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    avatars = review.avatar_paths([r.id for r in chunk])
-    summary = review.generation_summary([r.id for r in chunk])
-    for start in range(0, len(chunk), COLUMNS):
-        cols = st.columns(COLUMNS)
-        for col, row in zip(cols, chunk[start:start + COLUMNS]):
-            with col.container(border=True):
-                thumb = media_path(avatars.get(row.id))
-                if thumb:
-                    st.image(thumb, width="stretch")
-                else:
-                    st.caption("🖼️ no reference image yet")
-                st.markdown(f"**{row.name}**" + (" · _archived_" if row.archived else ""))
-                st.caption(f"{row.style_name or 'no style'} · {', '.join(row.traits[:4]) or 'no traits'}")
-                gs = summary.get(row.id, {})
-                if gs:
-                    st.caption(("🔄 generating · " if gs.get("active_run") else "")
-                               + f"{gs.get('completed', 0)}/10 done · {gs.get('approved', 0)} approved"
-                               + (f" · {gs['failed']} failed" if gs.get("failed") else ""))
-                if st.button("Open", key=f"open_{row.id}", width="stretch"):
-                    _open(row.id)
-                    st.rerun()
+    ids = [r.id for r in chunk]
+    summary = review.generation_summary(ids)
+    cast_cards(chunk, summary, live=any(gs.get("active_run") for gs in summary.values()))
+
+
+def _progress_line(gs: dict[str, int]) -> str:
+    return (("🔄 generating · " if gs.get("active_run") else "") + f"{gs.get('completed', 0)}/10 done · "
+            f"{gs.get('approved', 0)} approved" + (f" · {gs['failed']} failed" if gs.get("failed") else ""))
+
+
+def cast_cards(chunk: list, first_summary: dict[int, dict[str, int]], *, live: bool) -> None:
+    """The card grid; while any shown character is generating it re-reads the progress lines by itself."""
+    first = {"summary": first_summary}
+
+    @st.fragment(run_every=CARDS_LIVE_S if live else None)
+    def _grid() -> None:
+        summary = first.pop("summary", None) or review.generation_summary([r.id for r in chunk])
+        avatars = review.avatar_paths([r.id for r in chunk])
+        for start in range(0, len(chunk), COLUMNS):
+            cols = st.columns(COLUMNS)
+            for col, row in zip(cols, chunk[start:start + COLUMNS]):
+                with col.container(border=True):
+                    thumb = media_path(avatars.get(row.id))
+                    if thumb:
+                        st.image(thumb, width="stretch")
+                    else:
+                        st.caption("🖼️ no reference image yet")
+                    st.markdown(f"**{row.name}**" + (" · _archived_" if row.archived else ""))
+                    st.caption(f"{row.style_name or 'no style'} · {', '.join(row.traits[:4]) or 'no traits'}")
+                    if summary.get(row.id):
+                        st.caption(_progress_line(summary[row.id]))
+                    if st.button("Open", key=f"open_{row.id}", width="stretch"):
+                        _open(row.id)
+                        st.rerun()
+        if live and not any(gs.get("active_run") for gs in summary.values()):
+            st.rerun()  # everything finished: one full rerun switches the polling off
+
+    _grid()
 
 
 selected = st.query_params.get("character")

@@ -70,3 +70,45 @@ def test_prompts_page_keeps_its_tab_and_make_active_starts_at_what_is_in_use(edi
         expect(versions_tab).to_have_attribute("aria-selected", "true")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         page.screenshot(path=str(ARTIFACTS / "prompts-versions-tab.png"), full_page=True)
+
+
+def test_new_runs_are_shown_live_on_the_cards_and_in_the_variations_tab(editor):
+    from core import characters, generation
+    from core.characters import CharacterInput
+    from tests.browser import worker_process
+
+    ch = characters.create_character(data=CharacterInput(name="Hana Mizuki", traits=["archer"]), editor=editor)
+    first = generation.request_run(character_id=ch.id, requested_by="Olga Other").run_id
+    with streamlit_server() as url, browser_page() as page:
+        page.goto(f"{url}/characters?editor=Pat")
+        page.get_by_text("🔄 generating · 0/10 done").wait_for()  # queued, no worker yet
+        with worker_process():
+            # the card's progress line follows the run without a reload
+            page.get_by_text("10/10 done · 0 approved").wait_for(timeout=90_000)
+            expect(page.get_by_text("🔄 generating")).to_have_count(0)
+            page.locator("[data-testid='stBaseButton-secondary']").filter(has_text="Open").click()
+            page.get_by_role("tab", name="Variations").click()
+            run_box = page.get_by_role("combobox", name="Run")
+            expect(run_box).to_have_value(re.compile(rf"^Run #{first} · .* by Olga Other"))
+            generate = page.get_by_role("button", name="🎬 Generate variations")
+
+            generate.click()
+            # the button answers at once and stays disabled while the run is active
+            expect(page.get_by_role("button", name=re.compile(r"^⏳"))).to_be_disabled()
+            page.get_by_text("ten slots are generating").wait_for()
+            second = generation.runs_for_character(character_id=ch.id)[0].id
+            assert second != first
+            expect(run_box).to_have_value(re.compile(rf"^Run #{second} · .* by Pat"))  # the new run, not the old one
+            # the live panel follows it to the end, then the page refreshes itself (no reload)
+            generate.wait_for(timeout=90_000)
+            assert generation.run_status(run_id=second).status == "completed"
+            expect(run_box).to_have_value(re.compile(rf"^Run #{second} · "))
+            page.get_by_text("completed: 10 completed").wait_for()
+
+            # another editor starts a run: the open tab notices it, selects it and follows it
+            third = generation.request_run(character_id=ch.id, requested_by="Olga Other").run_id
+            expect(run_box).to_have_value(re.compile(rf"^Run #{third} · .* by Olga Other"), timeout=30_000)
+            generate.wait_for(timeout=90_000)  # a warm worker may finish it before the page looks again
+            assert generation.run_status(run_id=third).status == "completed"
+            page.get_by_text("completed: 10 completed").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "variations-live.png"), full_page=True)
