@@ -59,3 +59,29 @@ def test_generation_calls_are_credited_to_the_editor_who_requested_the_run(edito
         who = s.execute(sa.text("select requested_by, count(*) from ai_call where function = :f group by 1"),
                         {"f": generation.VARIATION_IMAGE.name}).all()
     assert who == [("Rita Requester", 10)]
+
+
+def test_cluster_labels_are_distinct_and_named_after_members():
+    from core.map_view import cluster_labels
+
+    terms = [["brave", "mage"], ["brave", "mage"], ["brave", "mage", "red scarf"], ["brave", "mage"],
+             ["tinker"], ["gears"], []]
+    labels = cluster_labels([0, 0, 1, 1, 2, 2, 3], terms)
+    words = {c: label.split(": ", 1)[-1] for c, label in labels.items()}
+    assert len({frozenset(w.split(", ")) for w in words.values()}) == len(words)  # no two read the same
+    assert labels[1] == "2: mage, red scarf"
+    assert not labels[2].startswith("cluster")  # members with one trait each still name their cluster
+    assert labels[3] == "cluster 4"  # no traits or tags at all
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), max_size=3)),
+                min_size=1, max_size=30))
+def test_a_cluster_whose_members_have_terms_is_never_just_a_number(members):
+    from core.map_view import cluster_labels
+
+    clusters, terms = [c for c, _ in members], [t for _, t in members]
+    labels = cluster_labels(clusters, terms)
+    for c, label in labels.items():
+        has_terms = any(t for cc, t in members if cc == c)
+        assert label.startswith("cluster ") != has_terms, (c, label)
