@@ -61,17 +61,26 @@ def create_style(*, data: StyleInput, editor: str) -> Style:
 
 
 def update_style(*, style_id: int, data: StyleInput, editor: str) -> Style:
+    """A renamed style changes the text of every character that uses it (the style name is part of what
+    is embedded): their re-embedding is queued after the commit, as saving a character does."""
     clean = _validate(data)
     with session_scope() as s:
         style = require(s.get(Style, style_id), f"Style #{style_id} does not exist.")
         _ensure_unique(s, clean.name, exclude_id=style_id)
+        renamed = style.name != clean.name
         for k, v in clean.__dict__.items():
             setattr(style, k, v)
         style.updated_by, style.updated_at = editor, utcnow()
         s.add(style)
         s.flush()
         s.refresh(style)
-        return style
+        users = list(s.execute(sa.select(Character.id).where(Character.style_id == style_id)).scalars()) \
+            if renamed else []
+    if users:
+        from core import jobs
+
+        jobs.request_embedding(subject_type="character", ids=users)
+    return style
 
 
 def delete_style(*, style_id: int) -> None:
