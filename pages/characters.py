@@ -4,6 +4,7 @@ import logging
 import streamlit as st
 
 from core import ai_functions, characters, embedding_spaces, generation, references, review, similarity, styles
+from core.shots import shot_list
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
 
 log = logging.getLogger(__name__)
@@ -11,7 +12,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 24
 COLUMNS = 4
 RUN_WATCH_S = 5  # how often an idle Variations tab looks for a run started elsewhere
-CARDS_LIVE_S = 3  # how often the cast cards refresh while one of them is generating
+CARDS_LIVE_S = 3
+SLOT_CARD_PX = 160  # a slot card: wide enough for the longest word of a slot label  # how often the cast cards refresh while one of them is generating
 
 editor = sidebar()
 show_flashes()
@@ -58,7 +60,7 @@ def detail_view(character_id: int) -> None:
             st.rerun()
         return
     version = _loaded_version(ch)
-    top = st.columns([1, 6, 1], vertical_alignment="center")
+    top = st.columns([1, 5, 2], vertical_alignment="center")  # room for "← Back" at 1024 px
     avatar = media_path(review.avatar_paths([ch.id]).get(ch.id))
     if avatar:
         top[0].image(avatar, width=96)
@@ -141,12 +143,13 @@ def detail_view(character_id: int) -> None:
 
 STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "✅", "failed": "❌", "cancelled": "⛔"}
 REVIEW_ICON = {"approved": "👍", "rejected": "👎", "unreviewed": ""}
+SLOT_LABELS = {s.key: s.label for s in shot_list()}
 
 
 def variations_section(ch, *, visible: bool) -> None:
     runs = generation.runs_for_character(character_id=ch.id)
     active = next((r for r in runs if r.status in generation.RUN_ACTIVE), None)
-    c1, c2 = st.columns([1, 3])
+    c1, c2 = st.columns([2, 3])  # the button's label fits at 1024 px
     slot = c1.empty()
     if active is not None:
         slot.button(f"⏳ Run #{active.id} {'queued' if active.status == 'queued' else 'generating'}…", disabled=True,
@@ -213,13 +216,15 @@ def run_panel(run_id: int, *, live: bool, archived: bool, watch: tuple[int, int]
         st.progress(done / max(1, len(status.slots)),
                     text=f"{status.status}: " + ", ".join(f"{n} {k}" for k, n in sorted(status.counts.items()))
                     + f" · cost ${status.cost_usd:.4f}")
-        cols = st.columns(5)
-        for i, v in enumerate(status.slots):
-            with cols[i % 5].container(border=True):
+        grid = st.container(horizontal=True)  # fixed-width cards that wrap: labels stay whole at any width
+        for v in status.slots:
+            with grid.container(border=True, width=SLOT_CARD_PX):
                 path = media_path(v.thumb_path)
                 if path:
                     st.image(path, width="stretch")
-                st.caption(f"{STATUS_ICON.get(v.status, '')} **{v.slot_key}** {REVIEW_ICON.get(v.review_status, '')}"
+                # the slot's label ("Portrait, front") wraps between words; its key would break mid-word
+                st.caption(f"{STATUS_ICON.get(v.status, '')} **{SLOT_LABELS.get(v.slot_key, v.slot_key)}** "
+                           f"{REVIEW_ICON.get(v.review_status, '')}"
                            + (f" · attempt {v.attempt}" if v.attempt > 1 else ""))
                 if v.status == "failed" and v.error:
                     st.caption(f":red[{v.error[:160]}]")
@@ -430,7 +435,7 @@ def list_view() -> None:
             demo_cast_button(editor, key="demo_chars")
     create_form(expanded=empty)
 
-    f1, f2, f3 = st.columns([3, 2, 1])
+    f1, f2, f3 = st.columns([3, 2, 1.4])
     search = f1.text_input("Search by name or trait", key="char_search", placeholder="e.g. mage, silver hair")
     style_filter = f2.selectbox(
         "Style", [None] + list(style_names), key="char_style_filter",
@@ -447,7 +452,7 @@ def list_view() -> None:
     page = 1
     if pages > 1:
         page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="char_page")
-    g1, g2 = st.columns([3, 1])
+    g1, g2 = st.columns([3, 2])
     g1.caption(f"{len(rows)} character(s)")
     if g2.button(f"🎬 Generate for all {len(rows)} shown", key="generate_shown", disabled=not editor,
                  help="Queues a ten-slot run for every active character in this list."):

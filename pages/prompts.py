@@ -38,7 +38,7 @@ with tab_edit:
     )
     st.text_area("Template body (Jinja2, sandboxed)", key=draft_key, height=260)
     note = st.text_input("Version note", key=f"note_{name}", placeholder="what changed and why")
-    c1, c2, c3 = st.columns([1, 1, 2])
+    c1 = c2 = c3 = st.container(horizontal=True)  # buttons at their label's width, wrapping when narrow
     if c1.button("Check draft", key="check_draft"):
         try:
             sample = prompt_registry.validate_body(st.session_state[draft_key])
