@@ -37,3 +37,15 @@ def tidy_line(line: str) -> str:
 def tidy_prompt(text: str) -> str:
     """Every line tidied; line breaks (the template's structure) are kept."""
     return "\n".join(tidy_line(line) for line in text.split("\n"))
+
+
+def clip_words(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary and ending with "…" when anything was cut
+    (captions and errors shown in cards: a cut mid-word reads like a typo)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[:max(1, limit - 1)]
+    if " " in head and not text[len(head)].isspace():
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:.-") + "…"

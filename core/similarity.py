@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from core import embeddings, images
 from core.embedding_spaces import IMAGE_LOCAL, dims_of, get_embedder, text_space
 from core.errors import ValidationError
+from core.prompt_text import clip_words
 from core.settings import get_settings
 from core.visual_descriptor import describe_bytes
 from db.engine import session_scope
@@ -225,7 +226,7 @@ def hit_cards(hits: list[Hit]) -> list[HitCard]:
         if i is None:
             continue
         subtitle = {"character": i.style,
-                    "reference": f"reference · {i.caption[:40]}" if i.caption else "reference",
+                    "reference": f"reference · {clip_words(i.caption, 40)}" if i.caption else "reference",
                     "variation": f"{i.slot} · {i.review}"}[h.subject_type]
         cards.append(HitCard(h.subject_type, h.subject_id, h.similarity, i.name, subtitle, i.thumb or None,
                              i.character_id, tuple(tag_map[h.subject_type].get(h.subject_id, []))))

@@ -5,6 +5,7 @@ Not a page (the leading underscore): pages/characters.py draws it inside its tab
 import streamlit as st
 
 from core import generation
+from core.prompt_text import clip_words
 from core.shots import shot_list
 from pages._common import flash, media_path, report
 
@@ -96,7 +97,7 @@ def run_panel(run_id: int, *, editor: str | None, live: bool, archived: bool, wa
                            f"{REVIEW_ICON.get(v.review_status, '')}"
                            + (f" · attempt {v.attempt}" if v.attempt > 1 else ""))
                 if v.status == "failed" and v.error:
-                    st.caption(f":red[{v.error[:160]}]")
+                    st.caption(f":red[{clip_words(v.error, 160)}]")
         b1, b2, b3 = st.columns(3)
         if status.active:
             if b1.button("Cancel run", key=f"cancel_{run_id}", disabled=not editor):

@@ -85,3 +85,28 @@ def test_a_cluster_whose_members_have_terms_is_never_just_a_number(members):
     for c, label in labels.items():
         has_terms = any(t for cc, t in members if cc == c)
         assert label.startswith("cluster ") != has_terms, (c, label)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab c,.", max_size=80), st.integers(2, 60))
+def test_clipped_captions_end_with_an_ellipsis_at_a_word_boundary(text, limit):
+    from core.prompt_text import clip_words
+
+    out = clip_words(text, limit)
+    flat = " ".join(text.split())
+    assert len(out) <= limit
+    if out == flat:
+        return
+    assert out.endswith("…")
+    kept = out[:-1]
+    assert flat.startswith(kept)
+    after = flat[len(kept):]
+    # the cut falls between words unless the first word alone is longer than the limit
+    assert after[:1] in ("", " ", ",", ";", ":", ".", "-") or " " not in flat[:limit] or not kept
+
+
+def test_clip_words_example():
+    from core.prompt_text import clip_words
+
+    assert clip_words("Ayla on a cliff in a thunderstorm at dusk", 20) == "Ayla on a cliff in…"
+    assert clip_words("short", 20) == "short"
