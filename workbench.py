@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -91,6 +92,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _stop_child(worker, timeout=settings.worker_stop_bound_s + 10, name="worker")
 
 
+def upload_limit_mb() -> int:
+    """Streamlit's upload widget states (and enforces) a limit in whole MB: MAX_UPLOAD_BYTES, rounded up,
+    so the widget never promises more than the server accepts by more than a fraction of a MB."""
+    from core.settings import get_settings
+
+    return max(1, math.ceil(get_settings().max_upload_bytes / (1024 * 1024)))
+
+
 def run_streamlit(extra_args: list[str]) -> int:
     """`streamlit run app.py` with the pages/ folder's v1 auto-discovery switched off.
 
@@ -103,6 +112,8 @@ def run_streamlit(extra_args: list[str]) -> int:
     from streamlit.web import cli
 
     PagesManager.uses_pages_directory = False
+    if not any(a.startswith("--server.maxUploadSize") for a in extra_args):
+        extra_args = [*extra_args, "--server.maxUploadSize", str(upload_limit_mb())]
     sys.argv = ["streamlit", "run", "app.py", *extra_args]
     return cli.main()
 

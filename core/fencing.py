@@ -72,6 +72,7 @@ class Claim:
     attempt: int
     reasons: list
     override: str | None
+    requested_by: str | None = None  # the editor who asked for the run: the Activity log credits them
 
 
 def claim_slot(*, variation_id: int, job_id: int | None) -> Claim | str:
@@ -93,5 +94,6 @@ def claim_slot(*, variation_id: int, job_id: int | None) -> Claim | str:
         run_id, character_id, slot_key, attempt, reasons, claim = claimed
         s.execute(sa.update(GenerationRun).where(GenerationRun.id == run_id, GenerationRun.status == "queued")
                   .values(status="running", started_at=utcnow()))
-        override = s.execute(sa.select(GenerationRun.template_override).where(GenerationRun.id == run_id)).scalar()
-    return Claim(variation_id, job_id, claim, run_id, character_id, slot_key, attempt, reasons, override)
+        override, requested_by = s.execute(sa.select(GenerationRun.template_override, GenerationRun.requested_by)
+                                           .where(GenerationRun.id == run_id)).one()
+    return Claim(variation_id, job_id, claim, run_id, character_id, slot_key, attempt, reasons, override, requested_by)

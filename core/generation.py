@@ -244,10 +244,12 @@ def run_claimed(c: Claim) -> str:
     """The claimed part of execute_variation: provider call behind the gate, fenced commit."""
     variation_id, job_id, claim, run_id, slot_key = c.variation_id, c.job_id, c.claim, c.run_id, c.slot_key
     override, character_id, attempt, reasons = c.override, c.character_id, c.attempt, c.reasons
+    requested_by = c.requested_by
     mine = sa.and_(Variation.id == variation_id, Variation.claim == claim, Variation.status == "generating")
     try:
         out = ai_engine.run(
-            VARIATION_IMAGE, requested_by="worker", override=override, provider=get_provider(), job_id=job_id,
+            VARIATION_IMAGE, requested_by=requested_by or "worker",  # the Activity log credits the editor
+            override=override, provider=get_provider(), job_id=job_id,
             inputs={"character_id": character_id, "slot_key": slot_key, "run_id": run_id, "attempt": attempt,
                     "rejection_reasons": reasons, "subject_id": variation_id, "claim": claim},
         )

@@ -51,12 +51,13 @@ def load_points(*, projection_id: int, space: str, subject_type: str) -> pd.Data
     df = pd.DataFrame(pts, columns=["subject_id", "x", "y", "cluster", "placed_by", "stale"])
     if df.empty:
         return df.assign(name=[], slot=[], thumb=[], style=[], review=[], run=[], character_id=[], tag=[],
-                         cluster_label=[], traits=[])
+                         cluster_label=[], traits=[], archived=[])
     ids = df["subject_id"].tolist()
     info = subject_info.describe(subject_type=subject_type, ids=ids)
     df["character_id"] = [info[i].character_id if i in info else None for i in ids]
     for col in ("name", "slot", "thumb", "style", "review", "run"):
         df[col] = [getattr(info[i], col) if i in info else "" for i in ids]
+    df["archived"] = [bool(info[i].archived) if i in info else False for i in ids]
     tag_lists = tags.tags_for(subject_type=subject_type, subject_ids=ids)  # strongest (manual) first
     df["tag"] = [(tag_lists.get(i) or ["untagged"])[0] for i in ids]
     traits = [list(info[i].traits if i in info else ()) + tag_lists.get(i, []) for i in ids]
@@ -69,10 +70,12 @@ def load_points(*, projection_id: int, space: str, subject_type: str) -> pd.Data
 
 
 def cluster_labels(clusters: list[int], terms: list[list[str]]) -> dict[int, str]:
-    """Name each automatic cluster after its members' most distinctive traits/tags.
+    """Name each automatic cluster after its members' most distinctive traits/tags, every name different.
 
-    A term scores by how common it is inside the cluster times how much more common than
-    in the whole map (so "human", shared by everyone, names nobody). Terms need two members.
+    A term scores by how common it is inside the cluster times how much more common than in the whole
+    map (so "human", shared by everyone, names nobody); terms shared by two or more members rank first.
+    Bigger clusters choose first, and a cluster's leading term is one no other cluster leads with, so no
+    two clusters read the same. Only a cluster whose members have no traits or tags at all is "cluster N".
     """
     n = len(clusters)
     overall = Counter(t.lower() for ts in terms for t in set(ts))
@@ -80,14 +83,28 @@ def cluster_labels(clusters: list[int], terms: list[list[str]]) -> dict[int, str
     sizes = Counter(clusters)
     for c, ts in zip(clusters, terms):
         by_cluster.setdefault(c, Counter()).update({t.lower() for t in ts})
-    out = {}
-    for c in sorted(sizes):
+    ranked: dict[int, list[str]] = {}
+    for c in sizes:
         size = sizes[c]
-        scored = sorted(((cnt / size) * ((cnt / size) / (overall[t] / n)), t)
-                        for t, cnt in by_cluster.get(c, Counter()).items() if cnt >= 2 or size == 1)
-        words = [t for _, t in sorted(scored, key=lambda st: (-st[0], st[1]))[:LABEL_TERMS]]
-        out[c] = f"{c + 1}: {', '.join(words)}" if words else f"cluster {c + 1}"
-    return out
+        scored = [(cnt >= 2 or size == 1, (cnt / size) * ((cnt / size) / (overall[t] / n)), t)
+                  for t, cnt in by_cluster.get(c, Counter()).items()]
+        ranked[c] = [t for _, _, t in sorted(scored, key=lambda x: (not x[0], -x[1], x[2]))]
+    leads: set[str] = set()
+    words_of: dict[int, list[str]] = {}
+    for c in sorted(sizes, key=lambda c: (-sizes[c], c)):
+        options = ranked[c]
+        lead = next((t for t in options if t not in leads), options[0] if options else None)
+        if lead is None:
+            words_of[c] = []
+            continue
+        leads.add(lead)
+        rest = [t for t in options if t != lead]
+        words = [lead] + rest[:LABEL_TERMS - 1]
+        if any(set(words) == set(w) for w in words_of.values()):  # same words in another order: add a fresh one
+            fresh = [t for t in rest if all(t not in w for w in words_of.values())]
+            words = [lead] + fresh[:LABEL_TERMS - 1] if fresh else words
+        words_of[c] = words
+    return {c: f"{c + 1}: {', '.join(words_of[c])}" if words_of[c] else f"cluster {c + 1}" for c in sorted(sizes)}
 
 
 # ---------------------------------------------------------------- figure
@@ -118,9 +135,13 @@ def hover_texts(df: pd.DataFrame) -> list[str]:
     slot = df["slot"].astype(str)
     extra = df["placed_by"].map({"transform": " · placed later", "fit": ""}).fillna("")
     stale = df["stale"].map({True: " · embedding changed", False: ""}).fillna("")
+    archived = [" (archived)" if a else "" for a in df["archived"]]
     # names, slots and styles are editor text: escaped, so '<a href=…>' or '<img …>' in a name stays text
-    return [f"<b>{escape_html(n)}</b>" + (f"<br>{escape_html(s)}" if s else "") + f"<br>{escape_html(st)}{e}{x}"
-            for n, s, st, e, x in zip(df["name"].astype(str), slot, df["style"].astype(str), extra, stale)]
+    return [f"<b>{escape_html(n)}</b>{a}" + (f"<br>{escape_html(s)}" if s else "") + f"<br>{escape_html(st)}{e}{x}"
+            for n, a, s, st, e, x in zip(df["name"].astype(str), archived, slot, df["style"].astype(str), extra, stale)]
+
+
+ARCHIVED_SYMBOL = "x"  # archived characters' points: a cross instead of a dot, in their group's colour
 
 
 def build_figure(df: pd.DataFrame, *, color_by: str, subject_type: str, highlight_ids: list[int] | None = None,
@@ -134,11 +155,12 @@ def build_figure(df: pd.DataFrame, *, color_by: str, subject_type: str, highligh
     size = 9 if n < 200 else 6 if n < 3000 else 4
     hover = hover_texts(df) if n else []
     xs, ys, ids = df["x"].to_numpy(), df["y"].to_numpy(), df["subject_id"].to_numpy()
+    symbols = [ARCHIVED_SYMBOL if a else "circle" for a in df["archived"]] if n else []
     for g in groups(df, column):
         fig.add_trace(go.Scattergl(
             x=xs[g.index], y=ys[g.index], customdata=ids[g.index], text=[hover[i] for i in g.index],
             mode="markers", name=f"{escape_html(g.label)} ({len(g.index)})", hovertemplate="%{text}<extra></extra>",
-            marker={"size": size, "color": g.colour, "line": {"width": 0}},
+            marker={"size": size, "color": g.colour, "line": {"width": 0}, "symbol": [symbols[i] for i in g.index]},
             selected={"marker": {"opacity": 1.0}}, unselected={"marker": {"opacity": 0.25}}))
     if highlight_ids:
         mask = df["subject_id"].isin(highlight_ids).to_numpy()
@@ -162,7 +184,8 @@ def build_figure(df: pd.DataFrame, *, color_by: str, subject_type: str, highligh
 def figure_signature(df: pd.DataFrame, *, color_by: str, subject_type: str, highlight_ids: list[int]) -> str:
     """Changes whenever the drawn figure would: Streamlit then treats the chart as new and drops its selection."""
     column = COLOR_BY[subject_type].get(color_by, "cluster_label")
-    cols = [c for c in ("subject_id", "x", "y", column, "name", "slot", "style", "placed_by", "stale") if c in df]
+    cols = [c for c in ("subject_id", "x", "y", column, "name", "slot", "style", "placed_by", "stale", "archived")
+            if c in df]
     h = int(pd.util.hash_pandas_object(df[cols].astype(str), index=False).sum()) if len(df) else 0
     return f"{color_by}|{sorted(highlight_ids)}|{len(df)}|{h}"
 

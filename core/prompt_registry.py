@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from core import template_runner
 from core.errors import NotFoundError
+from core.prompt_text import tidy_prompt
 from core.settings import PROJECT_ROOT
 from core.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
 from core.text import NOTE_MAX, clean_text
@@ -66,13 +67,14 @@ def file_default(name: str) -> str:
 
 
 def render_body(body: str, context: dict[str, Any]) -> str:
-    """Render in the sandbox, in a child process under time, memory and output limits.
+    """Render in the sandbox, in a child process under time, memory and output limits, then tidy it.
 
     Every render goes through here (save check, preview, "try it", worker slots), so one
-    limit applies everywhere; TemplateProblem names the line, variable or limit.
+    limit applies everywhere; TemplateProblem names the line, variable or limit. The result is
+    tidied into clean sentences whatever the fields look like (core.prompt_text).
     """
     check_body_size(body)
-    return template_runner.render(body, context)
+    return tidy_prompt(template_runner.render(body, context))
 
 
 def prompt_hash(text: str) -> str:

@@ -23,6 +23,7 @@ from PIL import Image as PILImage
 from core import embeddings, images
 from core.embedding_spaces import dims_of, get_embedder, image_space, text_space
 from core.errors import ValidationError
+from core.prompt_text import clip_words
 from core.settings import get_settings
 from core.text import SEARCH_MAX
 from db.engine import session_scope
@@ -236,7 +237,7 @@ def hit_cards(hits: list[Hit]) -> list[HitCard]:
         if i is None:
             continue
         subtitle = {"character": i.style,
-                    "reference": f"reference · {i.caption[:40]}" if i.caption else "reference",
+                    "reference": f"reference · {clip_words(i.caption, 40)}" if i.caption else "reference",
                     "variation": f"{i.slot} · {i.review}"}[h.subject_type]
         cards.append(HitCard(h.subject_type, h.subject_id, h.similarity, i.name, subtitle, i.thumb or None,
                              i.character_id, tuple(tag_map[h.subject_type].get(h.subject_id, []))))

@@ -73,10 +73,14 @@ def create_style(*, data: StyleInput, editor: str) -> Style:
 
 
 def update_style(*, style_id: int, expected_version: int, data: StyleInput, editor: str) -> Style:
-    """Only the version the form was loaded with is updated; otherwise ConflictError names who saved first."""
+    """Only the version the form was loaded with is updated; otherwise ConflictError names who saved first.
+
+    A renamed style changes the text of every character that uses it (the style name is part of what
+    is embedded): their re-embedding is queued after the commit, as saving a character does."""
     clean = _validate(data)
     with session_scope() as s:
-        require(s.get(Style, style_id), f"Style #{style_id} does not exist (it may have been deleted).")
+        before = require(s.get(Style, style_id), f"Style #{style_id} does not exist (it may have been deleted).")
+        renamed = before.name != clean.name
         _ensure_unique(s, clean.name, exclude_id=style_id)
         try:
             updated = s.execute(
@@ -96,6 +100,12 @@ def update_style(*, style_id: int, expected_version: int, data: StyleInput, edit
                 f"{current.updated_at:%Y-%m-%d %H:%M:%S} UTC (version {current.version}, your form has version "
                 f"{expected_version}). Nothing was overwritten: reload to see their changes, then apply yours again."
             )
+        users = list(s.execute(sa.select(Character.id).where(Character.style_id == style_id)).scalars()) \
+            if renamed else []
+    if users:
+        from core import jobs
+
+        jobs.request_embedding(subject_type="character", ids=users)
     return get_style(style_id=style_id)
 
 

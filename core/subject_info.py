@@ -26,16 +26,17 @@ class SubjectInfo:
     run: str  # variations only
     traits: tuple[str, ...]
     caption: str  # references only
+    archived: bool = False  # the character is archived (the map marks it)
 
 
 _SQL = {
-    "character": "select c.id, c.id, c.name, '', '', coalesce(st.name, 'no style'), '', '', c.traits, '' "
+    "character": "select c.id, c.id, c.name, '', '', coalesce(st.name, 'no style'), '', '', c.traits, '', c.archived "
                  "from character c left join style st on st.id = c.style_id where c.id = any(:ids)",
     "reference": "select r.id, r.character_id, c.name, 'reference', r.thumb_path, coalesce(st.name, 'no style'), "
-                 "'', '', c.traits, r.caption from reference_image r join character c on c.id = r.character_id "
+                 "'', '', c.traits, r.caption, c.archived from reference_image r join character c on c.id = r.character_id "
                  "left join style st on st.id = c.style_id where r.id = any(:ids)",
     "variation": "select v.id, v.character_id, c.name, v.slot_key, coalesce(v.thumb_path, ''), "
-                 "coalesce(st.name, 'no style'), v.review_status, 'run #' || v.run_id, c.traits, '' "
+                 "coalesce(st.name, 'no style'), v.review_status, 'run #' || v.run_id, c.traits, '', c.archived "
                  "from variation v join character c on c.id = v.character_id "
                  "left join style st on st.id = c.style_id where v.id = any(:ids)",
 }
@@ -57,5 +58,5 @@ def describe(*, subject_type: str, ids: list[int]) -> dict[int, SubjectInfo]:
         avatars = avatar_paths([r[0] for r in rows])
     return {sid: SubjectInfo(cid, name, labels.get(slot, slot) if subject_type == "variation" else slot,
                              avatars.get(sid, "") if subject_type == "character" else (thumb or ""),
-                             style, review, run, tuple(traits or ()), caption or "")
-            for sid, cid, name, slot, thumb, style, review, run, traits, caption in rows}
+                             style, review, run, tuple(traits or ()), caption or "", bool(archived))
+            for sid, cid, name, slot, thumb, style, review, run, traits, caption, archived in rows}

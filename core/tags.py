@@ -1,15 +1,17 @@
 """Semantic tags: an editable list of concepts, embedded like everything else.
 
 A tag's description is embedded in the text space; each character and image
-gets its nearest tags above a similarity threshold (at most a few, so tags
-stay meaningful). Editors can also apply a tag by hand (space 'manual'); those
-rows survive every automatic recomputation.
+gets the tags that stand out for it: calibrated against each tag's background
+over the whole subject type (see `choose_tags`), so a tag marks a minority
+that fits it, and at most a few per subject. Editors can also apply a tag by
+hand (space 'manual'); those rows survive every automatic recomputation.
+`coverage` says what share of each type a tag marks (the Tags tab shows it).
 """
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,9 +23,12 @@ from db.engine import session_scope
 
 log = logging.getLogger(__name__)
 
-TAG_THRESHOLD = 0.3  # MiniLM cosine: above this a concept clearly relates to the subject's text
+TAG_THRESHOLD = 0.25  # MiniLM cosine: below this a concept does not relate to the subject's text at all
 MAX_AUTO_TAGS = 3
-TAG_MARGIN = 0.06  # ... and within this of the subject's best tag, so a generic concept doesn't tag everyone
+Z_MIN = 1.5  # standard deviations above the tag's background: at most 1 / (1 + 1.5²) ≈ 31 % of subjects qualify
+Z_MARGIN = 1.0  # ... and within this many of the subject's best tag (a margin over its other tags)
+MIN_BACKGROUND = 8  # subjects of a type needed before the background means anything
+TAG_MARGIN = 0.06  # small sets: raw similarity within this of the subject's best tag
 MANUAL = "manual"
 STARTER_FILE = Path(__file__).resolve().parent.parent / "prompts" / "tag_concepts.json"
 MAX_NAME = 60
@@ -36,6 +41,15 @@ class Tag:
     description: str
     subjects: int
     embedded: bool
+    coverage: dict[str, tuple[int, int]] = field(default_factory=dict)  # subject type -> (tagged, embedded in all)
+
+    def coverage_text(self) -> str:
+        """'2 of 12 characters (17 %) · …': a tag on most of a type means nothing, this shows it at a glance."""
+        parts = [f"{n} of {total} {LABELS.get(t, t)} ({n / total:.0%})" for t, (n, total) in self.coverage.items() if total]
+        return " · ".join(parts) or "—"
+
+
+LABELS = {"character": "characters", "reference": "references", "variation": "variations"}
 
 
 def list_tags() -> list[Tag]:
@@ -46,7 +60,15 @@ def list_tags() -> list[Tag]:
                    exists (select 1 from embedding e where e.subject_type = 'tag' and e.subject_id = t.id
                            and e.vector is not null) as embedded
             from tag_concept t order by t.name""")).all()
-    return [Tag(*r) for r in rows]
+        totals = dict(s.execute(sa.text(
+            "select subject_type, count(*) from embedding where space = :s and vector is not null "
+            "and subject_type <> 'tag' group by subject_type"), {"s": text_space()}).all())
+        counts: dict[int, dict[str, int]] = {}
+        for tag_id, subject_type, n in s.execute(sa.text(
+                "select tag_id, subject_type, count(*) from subject_tag group by tag_id, subject_type")).all():
+            counts.setdefault(tag_id, {})[subject_type] = n
+    return [Tag(*r, coverage={t: (counts.get(r[0], {}).get(t, 0), totals[t]) for t in LABELS if totals.get(t)})
+            for r in rows]
 
 
 DESCRIPTION_MAX = NOTE_MAX
@@ -150,28 +172,72 @@ def tags_for(*, subject_type: str, subject_ids: list[int]) -> dict[int, list[str
     return out
 
 
+@dataclass(frozen=True)
+class Background:
+    """How close a tag is to the subjects of one type in general: the yardstick for 'close'."""
+
+    mean: float
+    sd: float
+    n: int
+
+
+def choose_tags(sims: dict[int, dict[int, float]], background: dict[int, Background]) -> dict[int, list[tuple[int, float]]]:
+    """The calibrated rule: which tags each subject gets, strongest first, as (tag id, similarity).
+
+    Raw cosine similarity says little on its own (a generic concept like "a villain" is 0.3 from almost any
+    character text), so with a background of at least MIN_BACKGROUND subjects a tag is scored by how far it
+    stands above its own background (z = (sim - mean) / sd) and needs z >= Z_MIN: by Cantelli's inequality at
+    most 1 / (1 + Z_MIN²) of the subjects can pass, so a tag marks a minority. Within a subject, only tags
+    within Z_MARGIN of its best z stay (a margin over its other tags). With fewer subjects there is no
+    background to speak of: raw similarity within TAG_MARGIN of the subject's best tag decides, as before.
+    """
+    out: dict[int, list[tuple[int, float]]] = {}
+    for sid, by_tag in sims.items():
+        scored = []
+        for tag, sim in by_tag.items():
+            bg = background.get(tag)
+            calibrated = bg is not None and bg.n >= MIN_BACKGROUND and bg.sd > 1e-9
+            score = (sim - bg.mean) / bg.sd if calibrated else sim
+            if sim >= TAG_THRESHOLD and (not calibrated or score >= Z_MIN):
+                scored.append((score, sim, tag, calibrated))
+        if not scored:
+            continue
+        scored.sort(key=lambda x: (-x[0], x[2]))
+        best = scored[0][0]
+        keep = [(tag, sim) for score, sim, tag, calibrated in scored
+                if score >= best - (Z_MARGIN if calibrated else TAG_MARGIN)][:MAX_AUTO_TAGS]
+        out[sid] = keep
+    return out
+
+
 def assign(*, subject_type: str, ids: list[int] | None = None) -> None:
-    """Recompute the automatic tags of some subjects (all of the type when ids is None)."""
+    """Recompute the automatic tags of some subjects (all of the type when ids is None).
+
+    The background of every tag is measured over all subjects of the type (one query in the database),
+    whatever the scope, so a subject embedded alone is judged by the same yardstick as a full backfill."""
     space = text_space()
     d = dims_of(space)
-    dist = f"cosine_distance(e.vector::vector({d}), t.vector::vector({d}))"
-    scope, e_scope = ("", "") if ids is None else (" and subject_id = any(:ids)", " and e.subject_id = any(:ids)")
-    params = {"s": space, "t": subject_type, "ids": ids, "th": TAG_THRESHOLD, "n": MAX_AUTO_TAGS,
-              "margin": TAG_MARGIN}
-    with session_scope() as s:
-        s.execute(sa.text(f"delete from subject_tag where space = :s and subject_type = :t{scope}"), params)
-        s.execute(sa.text(f"""
-            insert into subject_tag (subject_type, subject_id, tag_id, space, similarity)
-            select subject_type, subject_id, tag_id, :s, sim from (
-                select e.subject_type, e.subject_id, t.subject_id as tag_id, 1 - {dist} as sim,
-                       row_number() over (partition by e.subject_id order by {dist}) as rn,
-                       max(1 - {dist}) over (partition by e.subject_id) as best
-                from embedding e
+    sim = f"1 - cosine_distance(e.vector::vector({d}), t.vector::vector({d}))"
+    pairs = f"""from embedding e
                 join embedding t on t.space = e.space and t.subject_type = 'tag' and t.vector is not null
-                where e.space = :s and e.subject_type = :t and e.vector is not null{e_scope}
-            ) x where sim >= :th and sim >= best - :margin and rn <= :n
-            on conflict (subject_type, subject_id, tag_id) do nothing
-        """), params)
+                where e.space = :s and e.subject_type = :t and e.vector is not null"""
+    scope, e_scope = ("", "") if ids is None else (" and subject_id = any(:ids)", " and e.subject_id = any(:ids)")
+    params = {"s": space, "t": subject_type, "ids": ids}
+    with session_scope() as s:
+        background = {tag: Background(float(mean), float(sd or 0.0), int(n)) for tag, mean, sd, n in s.execute(sa.text(
+            f"select t.subject_id, avg({sim}), stddev_pop({sim}), count(*) {pairs} group by t.subject_id"), params)}
+        sims: dict[int, dict[int, float]] = {}
+        for sid, tag, value in s.execute(sa.text(f"select e.subject_id, t.subject_id, {sim} {pairs}{e_scope}"), params):
+            sims.setdefault(sid, {})[tag] = float(value)
+        chosen = choose_tags(sims, background)
+        s.execute(sa.text(f"delete from subject_tag where space = :s and subject_type = :t{scope}"), params)
+        rows = [{"t": subject_type, "sid": sid, "tag": tag, "s": space, "sim": value}
+                for sid, picks in chosen.items() for tag, value in picks]
+        if rows:
+            s.execute(sa.text("""
+                insert into subject_tag (subject_type, subject_id, tag_id, space, similarity)
+                values (:t, :sid, :tag, :s, :sim) on conflict (subject_type, subject_id, tag_id) do nothing
+            """), rows)
 
 
 def assign_all() -> None:

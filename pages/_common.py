@@ -12,12 +12,13 @@ import streamlit as st
 from core import media
 from core.errors import ValidationError, WorkbenchError
 from core.settings import get_settings
-from core.text import clean_editor_name, escape_markdown
+from core.text import EDITOR_NAME_MAX, clean_editor_name, escape_markdown
 from db.engine import database_unavailable, ping
 
 log = logging.getLogger(__name__)
 EDITOR_KEY = "editor_name"
 DB_RETRY_S = 3
+EDITOR_PARAM = "editor"
 
 
 def _login_name() -> str | None:
@@ -39,14 +40,47 @@ def _warm_up_embedder() -> bool:
     return True
 
 
-def _store_editor_name() -> None:
-    """The typed name, cleaned by the same rule as every other text field; a refusal is shown under the box."""
+def _keep_editor(raw: str | None) -> None:
+    """The typed name, cleaned by the same rule as every other text field (a refusal is shown under the box),
+    kept in the session and in the URL (`?editor=`) so a reload or a bookmark keeps it."""
     try:
-        st.session_state[EDITOR_KEY] = clean_editor_name(st.session_state["_editor_name_widget"])
+        value = clean_editor_name(raw) or None
         st.session_state.pop("_editor_name_error", None)
     except ValidationError as err:
-        st.session_state[EDITOR_KEY] = ""
+        value = None
         st.session_state["_editor_name_error"] = str(err)
+    st.session_state[EDITOR_KEY] = value
+    if value:
+        st.query_params[EDITOR_PARAM] = value
+    else:
+        st.query_params.pop(EDITOR_PARAM, None)
+
+
+def _typed_editor_name() -> str | None:
+    """The name lives under a plain session key: a widget's own state is dropped when the editor switches
+    pages, which would ask for the name again on every page."""
+    name = st.session_state.get(EDITOR_KEY)
+    if name is None and EDITOR_PARAM in st.query_params:  # a reloaded or bookmarked page
+        try:
+            name = clean_editor_name(st.query_params.get(EDITOR_PARAM)) or None
+        except ValidationError as err:  # a hand-edited URL: ignored, the box asks again
+            log.info("editor name in the URL refused: %s", err)
+            name = None
+        st.session_state[EDITOR_KEY] = name
+    if name and st.query_params.get(EDITOR_PARAM) != name:  # page switches drop the URL's parameters
+        st.query_params[EDITOR_PARAM] = name
+    st.text_input(
+        "Your name", key="_editor_name_widget", value=name or "", max_chars=EDITOR_NAME_MAX,
+        placeholder="e.g. Sam (shown in audit columns)",
+        help="Recorded as created/updated by. Kept in this page's address, so a reload or a bookmark keeps it.",
+        on_change=lambda: _keep_editor(st.session_state["_editor_name_widget"]),
+    )
+    name = st.session_state.get(EDITOR_KEY) or None
+    if st.session_state.get("_editor_name_error"):
+        st.error(st.session_state["_editor_name_error"])
+    elif name:
+        st.caption(f"Saving as **{escape_markdown(name)}**")
+    return name
 
 
 def sidebar() -> str | None:
@@ -58,19 +92,7 @@ def sidebar() -> str | None:
         if name:
             st.caption(f"Signed in as **{escape_markdown(name)}**")
         else:
-            # The name lives under a plain session key: a widget's own state is dropped when the
-            # editor switches pages, which would ask for the name again on every page.
-            st.text_input(
-                "Your name", key="_editor_name_widget", value=st.session_state.get(EDITOR_KEY, ""),
-                placeholder="e.g. Sam (shown in audit columns)",
-                help="Recorded as created/updated by. Asked once per browser session.",
-                on_change=_store_editor_name,
-            )
-            name = st.session_state.get(EDITOR_KEY) or None
-            if st.session_state.get("_editor_name_error"):
-                st.error(st.session_state["_editor_name_error"])
-            elif name:
-                st.caption(f"Saving as **{escape_markdown(name)}**")
+            name = _typed_editor_name()
             if not name:
                 st.caption("Enter your name to save changes.")
         if settings.openai_api_key is None:

@@ -7,11 +7,13 @@ from core import ai_functions, characters, embedding_spaces, generation, referen
 from core.errors import ConflictError, WorkbenchError
 from core.text import escape_markdown as md
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
+from pages._variations import variations_section
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 24
 COLUMNS = 4
+CARDS_LIVE_S = 3  # how often the cast cards refresh while one of them is generating
 
 editor = sidebar()
 show_flashes()
@@ -58,7 +60,7 @@ def detail_view(character_id: int) -> None:
             st.rerun()
         return
     version = _loaded_version(ch)
-    top = st.columns([1, 6, 1], vertical_alignment="center")
+    top = st.columns([1, 5, 2], vertical_alignment="center")  # room for "← Back" at 1024 px
     avatar = media_path(review.avatar_paths([ch.id]).get(ch.id))
     if avatar:
         top[0].image(avatar, width=96)
@@ -136,84 +138,7 @@ def detail_view(character_id: int) -> None:
         reference_section(ch)
 
     with tab_vars:
-        variations_section(ch)
-
-
-STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "✅", "failed": "❌", "cancelled": "⛔"}
-REVIEW_ICON = {"approved": "👍", "rejected": "👎", "unreviewed": ""}
-
-
-def variations_section(ch) -> None:
-    runs = generation.runs_for_character(character_id=ch.id)
-    active = next((r for r in runs if r.status in generation.RUN_ACTIVE), None)
-    c1, c2 = st.columns([1, 3])
-    if c1.button("🎬 Generate variations", type="primary", disabled=not editor or ch.archived or active is not None,
-                 key=f"generate_{ch.id}", help="Ten slots from the shot list, generated in the background."):
-        try:
-            req = generation.request_run(character_id=ch.id, requested_by=editor)
-            flash(f"Run #{req.run_id} queued: ten slots are generating in the background." if req.created
-                  else f"Run #{req.run_id} is already in progress.")
-            st.rerun()
-        except Exception as err:
-            report(err)
-    if active is not None:
-        c2.caption("A run is in progress; you can keep working elsewhere, this view refreshes by itself.")
-    if not runs:
-        st.info("No variations yet. **Generate variations** makes the ten-slot shot list for this character "
-                "(offline sketches without an API key).")
-        return
-    by_id = {r.id: r for r in runs}
-    run_id = st.selectbox(
-        "Run", list(by_id), key=f"run_pick_{ch.id}",
-        format_func=lambda i: f"Run #{i} · {by_id[i].status} · {by_id[i].created_at:%Y-%m-%d %H:%M} · "
-                              f"by {by_id[i].requested_by}",
-    )
-    run_panel(run_id, live=by_id[run_id].status in generation.RUN_ACTIVE, archived=ch.archived)
-
-
-def run_panel(run_id: int, *, live: bool, archived: bool) -> None:
-    """Live while the run is active: the fragment re-reads the run every 2 s without rerunning the page."""
-
-    @st.fragment(run_every=2 if live else None)
-    def _panel() -> None:
-        status = generation.run_status(run_id=run_id)
-        done = sum(status.counts.get(k, 0) for k in ("completed", "failed", "cancelled"))
-        st.progress(done / max(1, len(status.slots)),
-                    text=f"{status.status}: " + ", ".join(f"{n} {k}" for k, n in sorted(status.counts.items()))
-                    + f" · cost ${status.cost_usd:.4f}")
-        cols = st.columns(5)
-        for i, v in enumerate(status.slots):
-            with cols[i % 5].container(border=True):
-                path = media_path(v.thumb_path)
-                if path:
-                    st.image(path, width="stretch")
-                st.caption(f"{STATUS_ICON.get(v.status, '')} **{v.slot_key}** {REVIEW_ICON.get(v.review_status, '')}"
-                           + (f" · attempt {v.attempt}" if v.attempt > 1 else ""))
-                if v.status == "failed" and v.error:
-                    st.caption(f":red[{md(v.error[:160])}]")
-        b1, b2, b3 = st.columns(3)
-        if status.active:
-            if b1.button("Cancel run", key=f"cancel_{run_id}", disabled=not editor):
-                try:
-                    n = generation.cancel_run(run_id=run_id)
-                    flash(f"Run #{run_id} cancelled ({n} pending slot(s) stopped).")
-                    st.rerun()
-                except Exception as err:
-                    report(err)
-        elif status.status != "completed" or status.counts.get("failed"):
-            if b1.button("Retry failed slots", key=f"retry_{run_id}", disabled=not editor or archived):
-                try:
-                    n = len(generation.regenerate(run_id=run_id, requested_by=editor, failed_only=True))
-                    flash(f"{n} slot(s) queued again.")
-                    st.rerun()
-                except Exception as err:
-                    report(err)
-        if not status.active:
-            st.page_link("pages/review.py", label="Review these images →", icon="🔍")
-        if live and not status.active:
-            st.rerun()  # the run just finished: refresh the page so buttons and run list update
-
-    _panel()
+        variations_section(ch, editor=editor, visible=bool(tab_vars.open))
 
 
 def _flash_upload_error(err: Exception, character_id: int) -> None:
@@ -428,7 +353,7 @@ def list_view() -> None:
             demo_cast_button(editor, key="demo_chars")
     create_form(expanded=empty)
 
-    f1, f2, f3 = st.columns([3, 2, 1])
+    f1, f2, f3 = st.columns([3, 2, 1.4])
     search = f1.text_input("Search by name or trait", key="char_search", placeholder="e.g. mage, silver hair")
     style_filter = f2.selectbox(
         "Style", [None] + list(style_names), key="char_style_filter",
@@ -445,7 +370,7 @@ def list_view() -> None:
     page = 1
     if pages > 1:
         page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="char_page")
-    g1, g2 = st.columns([3, 1])
+    g1, g2 = st.columns([3, 2])
     g1.caption(f"{len(rows)} character(s)")
     if g2.button(f"🎬 Generate for all {len(rows)} shown", key="generate_shown", disabled=not editor,
                  help="Queues a ten-slot run for every active character in this list."):
@@ -460,27 +385,44 @@ def list_view() -> None:
                                 ex_goto="Panels")
         st.switch_page("pages/experiments.py")
     chunk = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    avatars = review.avatar_paths([r.id for r in chunk])
-    summary = review.generation_summary([r.id for r in chunk])
-    for start in range(0, len(chunk), COLUMNS):
-        cols = st.columns(COLUMNS)
-        for col, row in zip(cols, chunk[start:start + COLUMNS]):
-            with col.container(border=True):
-                thumb = media_path(avatars.get(row.id))
-                if thumb:
-                    st.image(thumb, width="stretch")
-                else:
-                    st.caption("🖼️ no reference image yet")
-                st.markdown(f"**{md(row.name)}**" + (" · _archived_" if row.archived else ""))
-                st.caption(f"{md(row.style_name or 'no style')} · {md(', '.join(row.traits[:4]) or 'no traits')}")
-                gs = summary.get(row.id, {})
-                if gs:
-                    st.caption(("🔄 generating · " if gs.get("active_run") else "")
-                               + f"{gs.get('completed', 0)}/10 done · {gs.get('approved', 0)} approved"
-                               + (f" · {gs['failed']} failed" if gs.get("failed") else ""))
-                if st.button("Open", key=f"open_{row.id}", width="stretch"):
-                    _open(row.id)
-                    st.rerun()
+    ids = [r.id for r in chunk]
+    summary = review.generation_summary(ids)
+    cast_cards(chunk, summary, live=any(gs.get("active_run") for gs in summary.values()))
+
+
+def _progress_line(gs: dict[str, int]) -> str:
+    return (("🔄 generating · " if gs.get("active_run") else "") + f"{gs.get('completed', 0)}/10 done · "
+            f"{gs.get('approved', 0)} approved" + (f" · {gs['failed']} failed" if gs.get("failed") else ""))
+
+
+def cast_cards(chunk: list, first_summary: dict[int, dict[str, int]], *, live: bool) -> None:
+    """The card grid; while any shown character is generating it re-reads the progress lines by itself."""
+    first = {"summary": first_summary}
+
+    @st.fragment(run_every=CARDS_LIVE_S if live else None)
+    def _grid() -> None:
+        summary = first.pop("summary", None) or review.generation_summary([r.id for r in chunk])
+        avatars = review.avatar_paths([r.id for r in chunk])
+        for start in range(0, len(chunk), COLUMNS):
+            cols = st.columns(COLUMNS)
+            for col, row in zip(cols, chunk[start:start + COLUMNS]):
+                with col.container(border=True):
+                    thumb = media_path(avatars.get(row.id))
+                    if thumb:
+                        st.image(thumb, width="stretch")
+                    else:
+                        st.caption("🖼️ no reference image yet")
+                    st.markdown(f"**{md(row.name)}**" + (" · _archived_" if row.archived else ""))
+                    st.caption(f"{md(row.style_name or 'no style')} · {md(', '.join(row.traits[:4]) or 'no traits')}")
+                    if summary.get(row.id):
+                        st.caption(_progress_line(summary[row.id]))
+                    if st.button("Open", key=f"open_{row.id}", width="stretch"):
+                        _open(row.id)
+                        st.rerun()
+        if live and not any(gs.get("active_run") for gs in summary.values()):
+            st.rerun()  # everything finished: one full rerun switches the polling off
+
+    _grid()
 
 
 selected = st.query_params.get("character")

@@ -74,13 +74,14 @@ def status_view() -> None:
 
 
 def tags_view() -> None:
-    st.caption(f"A tag is a concept with a description; characters and images get their nearest tags "
-               f"(cosine similarity ≥ {tags.TAG_THRESHOLD} and within {tags.TAG_MARGIN} of their best tag, at most "
-               f"{tags.MAX_AUTO_TAGS}). Tags applied by hand "
+    st.caption(f"A tag is a concept with a description. A character or image gets a tag when it stands out for "
+               f"that tag: at least {tags.Z_MIN:g} standard deviations above the tag's similarity to the rest of its "
+               f"kind, and close to its own best tag (at most {tags.MAX_AUTO_TAGS}), so a tag marks the few that fit "
+               f"it. Below {tags.MIN_BACKGROUND} subjects of a kind, plain similarity decides. Tags applied by hand "
                "(from the Map page) are kept as they are.")
     items = tags.list_tags()
     if items:
-        st.dataframe(pd.DataFrame([{"tag": t.name, "description": t.description, "tagged": t.subjects,
+        st.dataframe(pd.DataFrame([{"tag": t.name, "description": t.description, "coverage": t.coverage_text(),
                                     "embedded": "yes" if t.embedded else "queued"} for t in items]),
                      hide_index=True, width="stretch")
     else:

@@ -94,10 +94,12 @@ if cur is None:
     st.stop()
 
 # ---------------------------------------------------------------- staleness and fallbacks
-if cur.message:
+# while a recompute runs, the old map's notes ("PCA instead of UMAP", "stale") no longer apply: the job
+# status above says what is happening, and the new map brings its own notes
+if cur.message and not pending:
     st.info(cur.message)
 stale = projection.staleness(projection_id=cur.id)
-if stale.is_stale:
+if stale.is_stale and not pending:
     s1, s2 = st.columns([4, 1])
     s1.warning(f"This map is stale: {stale.summary()}. "
                + ("Place the new points with the fitted model, or recompute." if stale.needs_placement
@@ -112,6 +114,10 @@ if stale.is_stale:
             report(err)
 
 df = map_view.load_points(projection_id=cur.id, space=space, subject_type=subject_type)
+n_archived = int(df["archived"].sum()) if len(df) else 0
+if n_archived:
+    if not st.toggle(f"Show archived characters ({n_archived}, drawn as ✕)", value=True, key="map_show_archived"):
+        df = df[~df["archived"]].reset_index(drop=True)
 st.caption(f"{len(df):,} points · {cur.method.upper()} (n_neighbors {cur.n_neighbors}, min_dist {cur.min_dist:g}, "
            f"{cur.metric}) · computed by {cur.created_by or 'unknown'} "
            f"{cur.fitted_at:%Y-%m-%d %H:%M} UTC in {cur.fit_seconds or 0:.1f} s · drag to box-select, "
@@ -133,14 +139,16 @@ fig = map_view.build_figure(df, color_by=color_by, subject_type=subject_type, hi
 sig = map_view.figure_signature(df, color_by=color_by, subject_type=subject_type, highlight_ids=highlight_ids)
 c_map, c_preview = st.columns([3, 1])
 with c_map:
-    event = st.plotly_chart(fig, key=f"map_chart_{st.session_state.get('map_chart_gen', 0)}", on_select="rerun", selection_mode=("points", "box", "lasso"),
+    event = st.plotly_chart(fig, key=f"map_chart_{cur.id}_{st.session_state.get('map_chart_gen', 0)}", on_select="rerun", selection_mode=("points", "box", "lasso"),
                             width="stretch", config={"displaylogo": False, "scrollZoom": True})
 picked = map_view.selected_ids(event.selection if event else None)
-kept = st.session_state.get(SEL_KEY) or {"sig": sig, "ids": []}
-if picked:
-    kept = {"sig": sig, "ids": picked}
+kept = st.session_state.get(SEL_KEY) or {"sig": sig, "ids": [], "map": cur.id}
+if kept.get("map") != cur.id:  # a recomputed map: the old selection meant other places, start empty
+    kept = {"sig": sig, "ids": [], "map": cur.id}
+elif picked:
+    kept = {"sig": sig, "ids": picked, "map": cur.id}
 elif kept["sig"] == sig:
-    kept = {"sig": sig, "ids": []}  # same figure, empty selection: the editor cleared it
+    kept = {"sig": sig, "ids": [], "map": cur.id}  # same figure, empty selection: the editor cleared it
 # else: the figure was redrawn (new colours, tags, review states), which resets Plotly's selection; keep ours
 st.session_state[SEL_KEY] = kept
 on_map = set(df["subject_id"].tolist())
@@ -156,7 +164,7 @@ def _card(sid: int, *, big: bool = False) -> None:
         st.image(path, width="stretch")
     else:
         st.caption("no image yet")
-    st.markdown(f"**{md(r['name'])}**" + (f" · {md(r['slot'])}" if r["slot"] else ""))
+    st.markdown(f"**{md(r['name'])}**" + (f" · {md(r['slot'])}" if r["slot"] else "") + (" · _archived_" if r["archived"] else ""))
     bits = [str(r["style"])]
     if subject_type == "variation":
         bits.append(str(r["review"]))
@@ -231,7 +239,7 @@ with a_export:
     if too_many:
         st.caption(f"Select at most {map_view.EXPORT_MAX} to export.")
     if st.button("Clear selection", key="map_clear"):
-        st.session_state[SEL_KEY] = {"sig": "", "ids": []}
+        st.session_state[SEL_KEY] = {"sig": "", "ids": [], "map": cur.id}
         st.session_state["map_chart_gen"] = st.session_state.get("map_chart_gen", 0) + 1  # a fresh chart, no selection
         st.rerun()
 

@@ -26,7 +26,9 @@ draft_key = f"draft_{name}"
 if draft_key not in st.session_state:
     st.session_state[draft_key] = current.body
 
-tab_edit, tab_versions, tab_try = st.tabs(["Edit draft", "Versions & diff", "Preview & try"])
+# keyed: saving, activating or picking a diff side reruns the page, and the editor stays on their tab
+tab_edit, tab_versions, tab_try = st.tabs(["Edit draft", "Versions & diff", "Preview & try"], key="prompt_tab",
+                                          on_change="rerun")
 
 with tab_edit:
     st.caption(
@@ -37,7 +39,7 @@ with tab_edit:
     st.caption(prompt_registry.limits_summary())
     st.text_area("Template body (Jinja2, sandboxed)", key=draft_key, height=260)
     note = st.text_input("Version note", key=f"note_{name}", placeholder="what changed and why")
-    c1, c2, c3 = st.columns([1, 1, 2])
+    c1 = c2 = c3 = st.container(horizontal=True)  # buttons at their label's width, wrapping when narrow
     if c1.button("Check draft", key="check_draft"):
         try:
             sample = prompt_registry.validate_body(st.session_state[draft_key])
@@ -66,9 +68,13 @@ with tab_versions:
             hide_index=True, width="stretch",
         )
         options = [None] + [v.version for v in versions]
-        pick = st.selectbox("Make active", options, key="activate_pick",
-                            format_func=lambda v: "file default" if v is None else f"v{v}")
-        if st.button("Activate", disabled=not editor, key="activate_btn"):
+        in_use = next((v.version for v in versions if v.is_active), None)
+        # starts at what is in use (a stray click changes nothing); keyed by it, so it follows every activation
+        pick = st.selectbox("Make active", options, index=options.index(in_use), key=f"activate_pick_{name}_{in_use}",
+                            format_func=lambda v: ("file default" if v is None else f"v{v}")
+                            + (" (in use)" if v == in_use else ""))
+        if st.button("Activate", disabled=not editor or pick == in_use, key="activate_btn",
+                     help="Pick another version above to switch to it." if pick == in_use else None):
             try:
                 prompt_registry.activate(name=name, version=pick)
                 flash(f"{name}: {'file default' if pick is None else f'v{pick}'} is now in use.")
@@ -90,9 +96,13 @@ with tab_versions:
             sources[left].splitlines(), sources[right].splitlines(), html.escape(left), html.escape(right),
         )
         st.html(
-            "<style>table.diff{font-family:monospace;font-size:12px;border-collapse:collapse;width:100%}"
+            # fixed layout + wrapping cells: long lines wrap inside the page instead of widening it
+            "<style>table.diff{font-family:monospace;font-size:12px;border-collapse:collapse;width:100%;"
+            "table-layout:fixed}table.diff td{overflow-wrap:anywhere;white-space:pre-wrap}"
+            "table.diff td.diff_header,table.diff td.diff_next{width:2.5em}"
+            "table.diff th.diff_next,table.diff colgroup{width:auto}"
             ".diff_add{background:#d4f8d4}.diff_chg{background:#fff3b0}.diff_sub{background:#ffd6d6}"
-            "td,th{padding:1px 4px;vertical-align:top}</style>" + table
+            "td,th{padding:1px 4px;vertical-align:top}</style>" + table.replace("&nbsp;", " ")
         )
 
 with tab_try:

@@ -31,16 +31,32 @@ def test_second_run_makes_zero_model_calls_and_edit_makes_stale(editor):
     assert status["Bram Copperkettle"] == "queued" and status["Ayla Stormwind"] == "current"  # the save queued a job
     third = embeddings.embed_characters()
     assert (third.embedded, third.unchanged, third.model_calls) == (1, 3, 1)
-    # content that changes without a save of the character (its style's name is part of its text) shows as stale
+    # content that changes without a save of the character (its style's name is part of its text) is queued
+    # for re-embedding by the rename itself, not left stale for someone to notice
     ink = styles.create_style(data=styles.StyleInput(name="Ink"), editor=editor)
     characters.update_character(character_id=cast[0].id, expected_version=1, editor=editor,
                                 data=CharacterInput(name="Ayla Stormwind", traits=["storm mage", "silver hair"],
                                                     style_id=ink.id))
     embeddings.embed_characters()
-    styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Woodcut"), editor=editor)
+    ink = styles.get_style(style_id=ink.id)
+    styles.update_style(style_id=ink.id, expected_version=ink.version,
+                        data=styles.StyleInput(name="Ink", description="only words"), editor=editor)
+    assert {r["status"] for r in embeddings.character_status()} == {"current"}  # not renamed: nothing to redo
+    ink = styles.get_style(style_id=ink.id)
+    styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Woodcut"),
+                        editor=editor)
     status = {r["name"]: r["status"] for r in embeddings.character_status()}
-    assert status == {"Ayla Stormwind": "stale", "Bram Copperkettle": "current", "Sable Nyx": "current",
+    assert status == {"Ayla Stormwind": "queued", "Bram Copperkettle": "current", "Sable Nyx": "current",
                       "Pip Thimble": "current"}
+    with session_scope() as s:
+        queued = s.execute(sa.text("select args from procrastinate_jobs where task_name = 'embed_subjects' "
+                                   "and status = 'todo' order by id desc limit 1")).scalar_one()
+    assert queued["subject_type"] == "character" and queued["ids"] == [cast[0].id]
+    from tests.test_generation import run_worker
+
+    run_worker(queues=None)  # the queued job, as a worker would run it
+    status = {r["name"]: r["status"] for r in embeddings.character_status()}
+    assert set(status.values()) == {"current"}
 
 
 def test_text_search_finds_the_right_neighbours_through_the_index(editor):

@@ -166,3 +166,59 @@ def test_stale_map_offers_placement_and_highlight_marks_a_character(editor):
     assert star and star[0]["customdata"] == [ayla.id]
     assert any(m.value == "**Ayla**" for m in at.markdown)  # the preview panel shows the highlighted one
     assert projection.get_projection(projection_id=p.id).n_points == 31
+
+
+def _marker_symbols(at) -> dict[int, str]:
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    out = {}
+    for t in spec["data"]:
+        for cd, sym in zip(_array(t["customdata"]), t["marker"]["symbol"]):
+            out[cd] = sym
+    return out
+
+
+def test_recompute_clears_the_old_selection_and_notes_and_archived_characters_are_marked(editor):
+    from tests.test_projection import clustered, store
+
+    cast = [characters.create_character(data=CharacterInput(name=f"Hero {i}", traits=[f"trait {i % 2}"]),
+                                        editor=editor) for i in range(4)]
+    gone = characters.set_archived(character_id=cast[0].id, expected_version=cast[0].version, archived=True,
+                                   editor=editor)
+    with session_scope() as s:  # no model run in this test: synthetic vectors, the embedding jobs are dropped
+        s.execute(sa.text("delete from procrastinate_jobs"))
+    store([c.id for c in cast], clustered(4, seed=1))
+    projection.request_fit(space="text-local", subject_type="character", editor=editor,
+                           params=projection.ProjectionParams(n_neighbors=5, random_state=3))
+    run_worker(queues=None)
+
+    at = _page("pages/map.py")
+    assert not at.exception
+    assert any("Only 4 points" in i.value for i in at.info)
+    symbols = _marker_symbols(at)
+    assert symbols[gone.id] == "x" and {symbols[c.id] for c in cast[1:]} == {"circle"}
+    at.toggle(key="map_show_archived").set_value(False).run()
+    assert gone.id not in _marker_symbols(at) and len(_marker_symbols(at)) == 3
+    at.toggle(key="map_show_archived").set_value(True).run()
+
+    more = [characters.create_character(data=CharacterInput(name=f"Extra {i}"), editor=editor) for i in range(2)]
+    with session_scope() as s:
+        s.execute(sa.text("delete from procrastinate_jobs"))
+    store([c.id for c in more], clustered(2, seed=2))
+    at, chosen = left_half(at)
+    assert chosen and any(h.value == f"{len(chosen)} selected" for h in at.subheader)
+    assert any("This map is stale" in w.value for w in at.warning)
+
+    at.slider(key="map_nn").set_value(10).run()
+    _click(at, "Recompute map")
+    assert not at.exception
+    # while the new map is computed the old map's notes are gone (the job status says what happens)
+    assert not any("Only 4 points" in i.value for i in at.info)
+    assert not any("This map is stale" in w.value for w in at.warning)
+    run_worker(queues=None)
+    at.run()  # what the page's job-status fragment triggers when the job is done
+    assert not at.exception
+    assert any("Only 6 points" in i.value for i in at.info)
+    assert not any("Only 4 points" in i.value for i in at.info)
+    assert not any("This map is stale" in w.value for w in at.warning)
+    assert "Nothing selected yet." in _texts(at)  # the old selection meant places on the old map
+    assert not any(h.value.endswith("selected") for h in at.subheader)

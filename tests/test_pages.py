@@ -248,6 +248,15 @@ def test_embeddings_status_jobs_bulk_reembed_then_search_and_find_similar(editor
 
     styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Woodcut"), editor=editor)
     at = _page("pages/embeddings.py")
+    assert _overview(at, "Characters")["queued"] == 3  # the rename queued their re-embedding by itself
+    import sqlalchemy as sa
+
+    from db.engine import session_scope
+
+    with session_scope() as s:  # a queue that lost those jobs (say, restored from a backup): stale, not queued
+        s.execute(sa.text("delete from procrastinate_jobs"))
+        s.execute(sa.text("update embedding set status = 'current' where status = 'queued'"))
+    at = _page("pages/embeddings.py")
     assert _overview(at, "Characters")["stale"] == 3
     _click(at, "Re-embed stale (3)")
     assert not at.exception
