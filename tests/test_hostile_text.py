@@ -151,7 +151,7 @@ def test_escape_markdown_leaves_no_image_link_or_html_for_markdown_to_draw():
 
 def test_map_hover_and_legend_escape_editor_text():
     df = pd.DataFrame({"name": ["<img src=http://127.0.0.1:9/p.png>"], "slot": ["<b>x</b>"], "style": ["a&b"],
-                       "placed_by": ["fit"], "stale": [False]})
+                       "placed_by": ["fit"], "stale": [False], "archived": [False]})
     (hover,) = map_view.hover_texts(df)
     assert "<img" not in hover and "&lt;img src=http://127.0.0.1:9/p.png&gt;" in hover and "&lt;b&gt;x" in hover
     assert escape_html('"<a>"') == "&quot;&lt;a&gt;&quot;" and escape_like("5%_\\") == "5\\%\\_\\\\"
