@@ -74,8 +74,14 @@ class CoveragePage:
     pages: int
 
 
-def _latest_subquery(run_id: int | None = None, character_ids: list[int] | None = None):
-    q = sa.select(Variation).distinct(Variation.character_id, Variation.slot_key).order_by(
+_NARROW = ("id", "run_id", "character_id", "slot_key", "attempt", "status", "review_status", "drift_score")
+
+
+def _latest_subquery(run_id: int | None = None, character_ids: list[int] | None = None, *, wide: bool = False):
+    """Each (character, slot)'s latest attempt. Narrow by default: sorting 10,000 whole rows (prompts
+    included) to keep a handful of columns was most of a Review rerun's database time."""
+    cols = [Variation] if wide else [getattr(Variation, c) for c in _NARROW]
+    q = sa.select(*cols).distinct(Variation.character_id, Variation.slot_key).order_by(
         Variation.character_id, Variation.slot_key, Variation.id.desc())
     if run_id is not None:
         q = q.where(Variation.run_id == run_id)
@@ -105,7 +111,7 @@ def _grid_order(name_col, id_col):
 
 
 def _cells(character_ids: list[int], run_id: int | None) -> dict[int, dict[str, Cell]]:
-    latest = _latest_subquery(run_id, character_ids)
+    latest = _latest_subquery(run_id, character_ids, wide=True)
     with session_scope() as s:
         rows = s.execute(sa.select(latest)).all()
     out: dict[int, dict[str, Cell]] = {cid: {} for cid in character_ids}

@@ -1,9 +1,11 @@
 """Review: coverage grid (characters × slots), slot comparison, keyboard queue, export."""
+import html
+
 import streamlit as st
 
 from core import generation, references, review, styles
 from core.shots import shot_list
-from pages._common import flash, media_path, report, show_flashes, sidebar
+from pages._common import flash, media_path, report, show_flashes, sidebar, grid_thumbnail
 
 editor = sidebar()
 st.title("🔍 Review")
@@ -160,15 +162,16 @@ def grid_view() -> None:
         col.caption(slot.label)
     for row in page.rows:
         cols = st.columns([2] + [1] * len(SLOTS))
-        cols[0].markdown(f"**{row.name}**")
-        cols[0].caption(row.style_name or "no style")
+        cols[0].markdown(f"**{row.name}**  \n:gray[{row.style_name or 'no style'}]")
         for col, slot in zip(cols[1:], SLOTS):
             cell = row.cells.get(slot.key)
             if cell is None:
                 col.caption("—")
                 continue
-            if media_path(cell.thumb_path):
-                col.image(media_path(cell.thumb_path), width="stretch")
+            thumb = grid_thumbnail(cell.thumb_path)
+            if thumb:  # an <img> with a data URI: st.image stats and decodes every picture on every rerun
+                col.markdown(f'<img src="{thumb}" alt="{html.escape(row.name)} · {html.escape(slot.label)}" '
+                             'style="width:100%;border-radius:4px">', unsafe_allow_html=True)
             label = f"{STATUS_ICON.get(cell.status, '')}{REVIEW_BADGE[cell.review_status] if cell.status == 'completed' else ''}"
             if col.button(label or "open", key=f"cell_{cell.variation_id}", help=f"{row.name} · {slot.label}: "
                           f"{cell.status}, {cell.review_status}" + (f" ({cell.error})" if cell.error else "")):
