@@ -4,8 +4,9 @@ import html
 import streamlit as st
 
 from core import generation, references, review, styles
+from core.errors import WorkbenchError
 from core.shots import shot_list
-from pages._common import flash, media_path, report, show_flashes, sidebar, grid_thumbnail
+from pages._common import flash, grid_thumbnail, media_path, report, show_flashes, sidebar
 
 editor = sidebar()
 st.title("🔍 Review")
@@ -34,7 +35,13 @@ state = f3.selectbox("Review state", [None, *review.REVIEW_STATES], key="rv_stat
                      format_func=lambda s: "Any" if s is None else s)
 run_txt = f4.text_input("Run #", key="rv_run", placeholder="any", on_change=_first_page)
 run_id = int(run_txt) if run_txt.strip().isdigit() else None
-filters = review.ReviewFilter(search=search, style_id=style_id, review_state=state, run_id=run_id)
+if run_txt.strip() and run_id is None:
+    f4.caption(f":red[“{run_txt.strip()[:20]}” is not a run number; showing every run.]")
+try:
+    filters = review.ReviewFilter(search=search, style_id=style_id, review_state=state, run_id=run_id)
+except WorkbenchError as err:
+    report(err)
+    st.stop()
 
 counts = review.review_counts(filters=filters)
 n_queue = counts.get("unreviewed", 0)

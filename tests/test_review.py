@@ -180,3 +180,23 @@ def test_export_fingerprint_follows_the_approved_set_and_the_filters(cast, edito
     assert review.export_approved(filters=ink_only)[1] == 0
     review.undo(decision=done)
     assert review.approved_fingerprint(filters=everyone) == before
+
+
+def test_name_filter_matches_literally_whatever_the_editor_types(editor):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    names = ["100% Real", "snake_case Sam", "Back\\slash Bo", "Plain Pia"]
+    for name in names:
+        ch = characters.create_character(data=CharacterInput(name=name), editor=editor)
+        generation.request_run(character_id=ch.id, requested_by=editor)  # pending cells are enough for the grid
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(names).flatmap(lambda n: st.tuples(st.integers(0, len(n)), st.integers(0, len(n)))
+                                          .map(lambda ij, n=n: n[min(ij):max(ij)]))
+           | st.text(alphabet="%_\\ aS", max_size=4))
+    def check(term):
+        got = {r.name for r in review.coverage(search=term)}
+        assert got == {n for n in names if term.strip().lower() in n.lower()}
+
+    check()
