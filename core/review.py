@@ -1,4 +1,7 @@
-"""Reviewing variations: coverage grid, decisions with reason codes, queue, export.
+"""Reviewing variations: coverage grid, decisions with reason codes (and undo), queue, export.
+
+Built for a studio cast (1,000 characters × 10 slots): the grid is read a page at a time, and filters,
+queue order, counts and the export's fingerprint are computed in SQL, never by loading the cast.
 
 The "latest attempt" of a slot is the variation with the highest id for that
 (character, slot); earlier attempts stay for side-by-side comparison.
@@ -225,7 +228,8 @@ def decide(*, variation_id: int, decision: str, reviewer: str, reason_codes: lis
         s.flush()
         s.refresh(v)
         name = s.execute(sa.select(Character.name).where(Character.id == v.character_id)).scalar_one()
-        return Decision(v.id, image_label(name, v.slot_key, v.attempt), decision, reviewer, v.reviewed_at, previous)
+        label = image_label(character_name=name, slot_key=v.slot_key, attempt=v.attempt)
+        return Decision(v.id, label, decision, reviewer, v.reviewed_at, previous)
 
 
 def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
@@ -288,10 +292,10 @@ class QueueItem:
 
     @property
     def label(self) -> str:
-        return image_label(self.character_name, self.slot_key, self.attempt)
+        return image_label(character_name=self.character_name, slot_key=self.slot_key, attempt=self.attempt)
 
 
-def image_label(character_name: str, slot_key: str, attempt: int) -> str:
+def image_label(*, character_name: str, slot_key: str, attempt: int) -> str:
     """How messages name one image: the editor must be able to tell which one a decision hit."""
     return f"{character_name} · {slot_by_key(slot_key).label} · attempt {attempt}"
 

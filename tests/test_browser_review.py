@@ -69,13 +69,13 @@ def test_review_at_a_thousand_characters_renders_one_page_at_a_time():
     fill_cast(characters=1000)
     with streamlit_server() as url, browser_page() as page:
         page.goto(f"{url}/review")
-        page.get_by_text("1000 character(s)").wait_for(timeout=60_000)
-        page.get_by_text("Page (of 40)").wait_for()
+        page.get_by_text("1000 character(s)").wait_for(timeout=90_000)
+        page.screenshot(path=str(ARTIFACTS / "review-1000-page1.png"), full_page=True)
+        box = page.get_by_role("spinbutton", name="Page (of 40)")
+        box.wait_for(timeout=60_000)
         page.get_by_text("Bench character 00025", exact=True).wait_for()
         assert page.get_by_text(re.compile(r"^Bench character \d{5}$")).count() == 25
         assert page.get_by_text("Bench character 00026", exact=True).count() == 0
-        page.screenshot(path=str(ARTIFACTS / "review-1000-page1.png"), full_page=True)
-        box = page.get_by_role("spinbutton", name="Page (of 40)")
         box.fill("2")
         box.press("Enter")
         page.get_by_text("Bench character 00026", exact=True).wait_for()
