@@ -1,4 +1,7 @@
-"""Reviewing variations: coverage grid, decisions with reason codes, queue, export.
+"""Reviewing variations: coverage grid, decisions with reason codes (and undo), queue, export.
+
+Built for a studio cast (1,000 characters × 10 slots): the grid is read a page at a time, and filters,
+queue order, counts and the export's fingerprint are computed in SQL, never by loading the cast.
 
 The "latest attempt" of a slot is the variation with the highest id for that
 (character, slot); earlier attempts stay for side-by-side comparison.
@@ -6,14 +9,16 @@ The "latest attempt" of a slot is the variation with the highest id for that
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from core import media
-from core.errors import NotFoundError, ValidationError, require
+from core.errors import ConflictError, NotFoundError, ValidationError, require
 from core.generation import REASON_CODES
-from core.shots import shot_list
+from core.shots import shot_list, slot_by_key
 from core.text import clean_text
 from db.engine import session_scope
 from db.models import RUN_ACTIVE, Character, GenerationRun, ReferenceImage, Style, Variation, utcnow
@@ -44,40 +49,126 @@ class CoverageRow:
     cells: dict[str, Cell]
 
 
-def _latest_subquery(run_id: int | None = None):
-    q = sa.select(Variation).distinct(Variation.character_id, Variation.slot_key).order_by(
+REVIEW_STATES = ("unreviewed", "approved", "rejected")
+PAGE_SIZE = 25
+SEARCH_MAX = 100
+
+
+@dataclass(frozen=True)
+class ReviewFilter:
+    """What the editor narrowed the review to; every query below applies it in SQL."""
+
+    search: str = ""
+    style_id: int | None = None
+    review_state: str | None = None
+    run_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.review_state is not None and self.review_state not in REVIEW_STATES:
+            raise ValidationError(f"Unknown review state '{self.review_state}'; use one of {', '.join(REVIEW_STATES)}.")
+        if len(self.search) > SEARCH_MAX:
+            raise ValidationError(f"The name filter is {len(self.search)} characters; the limit is {SEARCH_MAX}.")
+
+
+@dataclass(frozen=True)
+class CoveragePage:
+    rows: list[CoverageRow]
+    total_characters: int
+    page: int
+    pages: int
+
+
+_NARROW = ("id", "run_id", "character_id", "slot_key", "attempt", "status", "review_status", "drift_score")
+
+
+def _latest_subquery(run_id: int | None = None, character_ids: list[int] | None = None, *, wide: bool = False):
+    """Each (character, slot)'s latest attempt. Narrow by default: sorting 10,000 whole rows (prompts
+    included) to keep a handful of columns was most of a Review rerun's database time."""
+    cols = [Variation] if wide else [getattr(Variation, c) for c in _NARROW]
+    q = sa.select(*cols).distinct(Variation.character_id, Variation.slot_key).order_by(
         Variation.character_id, Variation.slot_key, Variation.id.desc())
     if run_id is not None:
         q = q.where(Variation.run_id == run_id)
+    if character_ids is not None:
+        q = q.where(Variation.character_id.in_(character_ids))
     return q.subquery()
+
+
+def _matching_characters(f: ReviewFilter):
+    """Characters shown for `f`: not archived, with a latest attempt (in the run, if one is picked) and, with a
+    review-state filter, a completed latest attempt in that state."""
+    latest = _latest_subquery(f.run_id)
+    has_cell = sa.select(sa.literal(1)).where(latest.c.character_id == Character.id)
+    if f.review_state:
+        has_cell = has_cell.where(latest.c.status == "completed", latest.c.review_status == f.review_state)
+    q = sa.select(Character.id, Character.name).where(Character.archived.is_(False), has_cell.exists())
+    if f.style_id is not None:
+        q = q.where(Character.style_id == f.style_id)
+    if f.search.strip():
+        pattern = f.search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(sa.func.lower(Character.name).like(f"%{pattern}%", escape="\\"))
+    return q
+
+
+def _grid_order(name_col, id_col):
+    return (sa.func.lower(name_col), id_col)
+
+
+def _cells(character_ids: list[int], run_id: int | None) -> dict[int, dict[str, Cell]]:
+    latest = _latest_subquery(run_id, character_ids, wide=True)
+    with session_scope() as s:
+        rows = s.execute(sa.select(latest)).all()
+    out: dict[int, dict[str, Cell]] = {cid: {} for cid in character_ids}
+    for r in rows:
+        m = r._mapping
+        out[m["character_id"]][m["slot_key"]] = Cell(m["id"], m["run_id"], m["slot_key"], m["attempt"], m["status"],
+                                                     m["review_status"], m["thumb_path"], m["path"], m["error"],
+                                                     m["drift_score"])
+    return out
+
+
+def coverage_page(*, filters: ReviewFilter, page: int = 1, page_size: int = PAGE_SIZE) -> CoveragePage:
+    """One page of the coverage grid: the count and the page's characters are chosen in SQL, then only those
+    characters' latest attempts are read (a studio cast of 10,000 images never leaves the database at once)."""
+    if page_size < 1:
+        raise ValidationError(f"A page holds at least one character (got {page_size}).")
+    chars = _matching_characters(filters).subquery()
+    with session_scope() as s:
+        total = s.execute(sa.select(sa.func.count()).select_from(chars)).scalar_one()
+        pages = max(1, -(-total // page_size))
+        page = min(max(1, page), pages)
+        head = s.execute(
+            sa.select(Character.id, Character.name, Character.slug, Style.name)
+            .join(chars, chars.c.id == Character.id).join(Style, Style.id == Character.style_id, isouter=True)
+            .order_by(*_grid_order(Character.name, Character.id))
+            .offset((page - 1) * page_size).limit(page_size)).all()
+    cells = _cells([h[0] for h in head], filters.run_id)
+    rows = [CoverageRow(cid, name, slug, style_name, cells[cid]) for cid, name, slug, style_name in head]
+    return CoveragePage(rows, total, page, pages)
 
 
 def coverage(*, style_id: int | None = None, review_state: str | None = None, run_id: int | None = None,
              search: str = "") -> list[CoverageRow]:
-    """Characters × slots with each slot's latest attempt; filters keep characters having a matching cell."""
-    latest = _latest_subquery(run_id)
-    q = (sa.select(Character.id.label("cid"), Character.name.label("cname"), Character.slug.label("cslug"),
-                   Style.name.label("style_name"), latest)
-         .join(latest, latest.c.character_id == Character.id)
-         .join(Style, Style.id == Character.style_id, isouter=True)
-         .where(Character.archived.is_(False))
-         .order_by(sa.func.lower(Character.name)))
-    if style_id is not None:
-        q = q.where(Character.style_id == style_id)
-    if search.strip():
-        q = q.where(sa.func.lower(Character.name).like(f"%{search.strip().lower()}%"))
+    """The whole grid for small casts and scripts; pages use coverage_page."""
+    f = ReviewFilter(search=search, style_id=style_id, review_state=review_state, run_id=run_id)
+    return coverage_page(filters=f, page=1, page_size=10**9).rows
+
+
+def review_counts(*, filters: ReviewFilter) -> dict[str, int]:
+    """Latest attempts of the shown characters by state, in one aggregate query: completed ones by review
+    state ('unreviewed' is the queue length), the others by status ('pending', 'generating', 'failed', ...)."""
+    chars = _matching_characters(filters).subquery()
+    latest = _latest_subquery(filters.run_id)
+    state = sa.case((latest.c.status == "completed", latest.c.review_status), else_=latest.c.status)
     with session_scope() as s:
-        rows = s.execute(q).all()
-    by_char: dict[int, CoverageRow] = {}
-    for r in rows:
-        m = r._mapping
-        row = by_char.setdefault(m["cid"], CoverageRow(m["cid"], m["cname"], m["cslug"], m["style_name"], {}))
-        row.cells[m["slot_key"]] = Cell(m["id"], m["run_id"], m["slot_key"], m["attempt"], m["status"],
-                                        m["review_status"], m["thumb_path"], m["path"], m["error"], m["drift_score"])
-    out = list(by_char.values())
-    if review_state:
-        out = [r for r in out if any(c.review_status == review_state and c.status == "completed" for c in r.cells.values())]
-    return out
+        rows = s.execute(sa.select(state, sa.func.count()).join(chars, chars.c.id == latest.c.character_id)
+                         .group_by(state)).all()
+    return {k: n for k, n in rows}
+
+
+def matching_character_ids(*, filters: ReviewFilter) -> list[int]:
+    with session_scope() as s:
+        return list(s.execute(sa.select(_matching_characters(filters).subquery().c.id)).scalars())
 
 
 def attempts(*, character_id: int, slot_key: str) -> list[Variation]:
@@ -108,13 +199,27 @@ def _checked_decision(decision: str, reason_codes: list[str] | None, note: str) 
     return codes
 
 
-def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
-           note: str = "") -> Variation:
+@dataclass(frozen=True)
+class Decision:
+    """One review decision and the state it replaced: what the page names in its message and what undo restores."""
+
+    variation_id: int
+    label: str
+    decision: str
+    reviewer: str
+    reviewed_at: datetime
+    previous: tuple[str, tuple[str, ...], str, str | None, datetime | None]  # status, codes, note, by, at
+
+
+def decide(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
+           note: str = "") -> Decision:
+    """Approve / reject / reset one image; the returned Decision names the image and can be undone."""
     codes = _checked_decision(decision, reason_codes, note)
     with session_scope() as s:
-        v = require(s.get(Variation, variation_id), f"Variation #{variation_id} does not exist.")
+        v = require(s.get(Variation, variation_id, with_for_update=True), f"Variation #{variation_id} does not exist.")
         if v.status != "completed":
             raise ValidationError(f"Only completed images can be reviewed (this one is {v.status}).")
+        previous = (v.review_status, tuple(v.reason_codes), v.review_note, v.reviewed_by, v.reviewed_at)
         v.review_status = decision
         v.reason_codes = codes if decision == "rejected" else []
         v.review_note = note.strip()
@@ -122,7 +227,31 @@ def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: lis
         s.add(v)
         s.flush()
         s.refresh(v)
-        return v
+        name = s.execute(sa.select(Character.name).where(Character.id == v.character_id)).scalar_one()
+        label = image_label(character_name=name, slot_key=v.slot_key, attempt=v.attempt)
+        return Decision(v.id, label, decision, reviewer, v.reviewed_at, previous)
+
+
+def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
+           note: str = "") -> Variation:
+    decide(variation_id=variation_id, decision=decision, reviewer=reviewer, reason_codes=reason_codes, note=note)
+    return get_variation(variation_id=variation_id)
+
+
+def undo(*, decision: Decision) -> Decision:
+    """Put the image back the way it was before `decision`, unless someone reviewed it again since (then
+    nothing changes: undoing would silently drop their decision)."""
+    with session_scope() as s:
+        v = require(s.get(Variation, decision.variation_id, with_for_update=True),
+                    f"{decision.label} no longer exists; nothing to undo.")
+        if (v.review_status, v.reviewed_by, v.reviewed_at) != (decision.decision, decision.reviewer,
+                                                               decision.reviewed_at):
+            raise ConflictError(f"{decision.label} was reviewed again since ({v.review_status} by {v.reviewed_by}); "
+                                "nothing was undone.")
+        status, codes, note, by, at = decision.previous
+        v.review_status, v.reason_codes, v.review_note, v.reviewed_by, v.reviewed_at = status, list(codes), note, by, at
+        s.add(v)
+    return decision
 
 
 def bulk_approve(*, variation_ids: list[int], reviewer: str) -> int:
@@ -152,20 +281,58 @@ def bulk_reject(*, variation_ids: list[int], reviewer: str, reason_codes: list[s
 QUEUE_ORDERS = {"grid": "Grid order (character, then shot)", "drift": "Most identity drift first"}
 
 
-def unreviewed_in_order(grid: list[CoverageRow], *, order: str = "grid", off_model_only: bool = False) -> list[int]:
-    """Latest completed, unreviewed attempts: the review queue. Grid order walks characters then the shot
-    list; drift order puts the likely off-model images first (not yet scored ones last). `off_model_only`
-    keeps the ones whose drift is above the calibrated off-model threshold."""
-    from core.drift import is_off_model
+@dataclass(frozen=True)
+class QueueItem:
+    variation_id: int
+    character_id: int
+    character_name: str
+    slot_key: str
+    attempt: int
+    drift_score: float | None
 
-    cells = [row.cells[slot.key] for row in grid for slot in shot_list()
-             if slot.key in row.cells and row.cells[slot.key].status == "completed"
-             and row.cells[slot.key].review_status == "unreviewed"]
+    @property
+    def label(self) -> str:
+        return image_label(character_name=self.character_name, slot_key=self.slot_key, attempt=self.attempt)
+
+
+def image_label(*, character_name: str, slot_key: str, attempt: int) -> str:
+    """How messages name one image: the editor must be able to tell which one a decision hit."""
+    return f"{character_name} · {slot_by_key(slot_key).label} · attempt {attempt}"
+
+
+def _slot_rank(col):
+    return sa.func.array_position(sa.literal([s.key for s in shot_list()], sa.ARRAY(sa.Text)), col)
+
+
+def queue_slice(*, filters: ReviewFilter, order: str = "grid", offset: int = 0, limit: int | None = None,
+                off_model_only: bool = False) -> list[QueueItem]:
+    """The review queue (latest completed, unreviewed attempts of the shown characters), ordered and sliced in
+    SQL. Grid order walks characters then the shot list; drift order puts the likely off-model images first
+    (not yet scored ones last). `off_model_only` keeps those whose drift is above the calibrated off-model
+    threshold."""
+    if order not in QUEUE_ORDERS:
+        raise ValidationError(f"Unknown queue order '{order}'.")
+    chars = _matching_characters(filters).subquery()
+    latest = _latest_subquery(filters.run_id)
+    grid_order = (*_grid_order(chars.c.name, chars.c.id), _slot_rank(latest.c.slot_key))
+    sort = grid_order if order == "grid" else (latest.c.drift_score.desc().nulls_last(), *grid_order)
+    q = (sa.select(latest.c.id, chars.c.id, chars.c.name, latest.c.slot_key, latest.c.attempt, latest.c.drift_score)
+         .join(chars, chars.c.id == latest.c.character_id)
+         .where(latest.c.status == "completed", latest.c.review_status == "unreviewed")
+         .order_by(*sort).offset(max(0, offset)).limit(limit))
     if off_model_only:
-        cells = [c for c in cells if is_off_model(c.drift_score)]
-    if order == "drift":
-        cells = sorted(cells, key=lambda c: (c.drift_score is None, -(c.drift_score or 0.0)))
-    return [c.variation_id for c in cells]
+        from core.drift import off_model_threshold
+
+        q = q.where(latest.c.drift_score > off_model_threshold())
+    with session_scope() as s:
+        return [QueueItem(*r) for r in s.execute(q).all()]
+
+
+def unreviewed_in_order(grid: list[CoverageRow]) -> list[int]:
+    """Latest completed, unreviewed attempts among rows already on screen, in grid order."""
+    return [row.cells[slot.key].variation_id for row in grid for slot in shot_list()
+            if slot.key in row.cells and row.cells[slot.key].status == "completed"
+            and row.cells[slot.key].review_status == "unreviewed"]
 
 
 def drift_label(score: float | None) -> str:
@@ -177,7 +344,8 @@ def drift_label(score: float | None) -> str:
 
 
 def queue(*, style_id: int | None = None, run_id: int | None = None) -> list[int]:
-    return unreviewed_in_order(coverage(style_id=style_id, run_id=run_id))
+    """The whole queue's ids in grid order (scripts and tests; the page reads one slice at a time)."""
+    return [i.variation_id for i in queue_slice(filters=ReviewFilter(style_id=style_id, run_id=run_id))]
 
 
 def avatar_paths(character_ids: list[int]) -> dict[int, str]:
@@ -222,15 +390,33 @@ def generation_summary(character_ids: list[int]) -> dict[int, dict[str, int]]:
     return out
 
 
-def export_approved(*, character_ids: list[int] | None = None) -> tuple[bytes, int]:
-    """A zip of approved images (latest approved attempt per slot) with manifest.csv and manifest.json."""
-    latest_approved = (sa.select(Variation).where(Variation.review_status == "approved")
-                       .distinct(Variation.character_id, Variation.slot_key)
-                       .order_by(Variation.character_id, Variation.slot_key, Variation.id.desc()).subquery())
+def _latest_approved():
+    return (sa.select(Variation).where(Variation.review_status == "approved")
+            .distinct(Variation.character_id, Variation.slot_key)
+            .order_by(Variation.character_id, Variation.slot_key, Variation.id.desc()).subquery())
+
+
+def approved_fingerprint(*, filters: ReviewFilter) -> str:
+    """Changes whenever the set an export of `filters` would contain changes: a prepared download carries
+    it, and the page drops the download when it no longer matches."""
+    la, chars = _latest_approved(), _matching_characters(filters).subquery()
+    ids = sa.func.string_agg(sa.cast(la.c.id, sa.Text), aggregate_order_by(sa.literal(","), la.c.id))
+    with session_scope() as s:
+        return s.execute(sa.select(sa.func.md5(sa.func.coalesce(ids, "")))
+                         .join(chars, chars.c.id == la.c.character_id)).scalar_one()
+
+
+def export_approved(*, character_ids: list[int] | None = None, filters: ReviewFilter | None = None
+                    ) -> tuple[bytes, int]:
+    """A zip of approved images (latest approved attempt per slot) with manifest.csv and manifest.json,
+    for the given characters or for those the review filters show."""
+    latest_approved = _latest_approved()
     q = (sa.select(Character.slug, Character.name, latest_approved)
          .join(latest_approved, latest_approved.c.character_id == Character.id).order_by(Character.slug))
     if character_ids:
         q = q.where(Character.id.in_(character_ids))
+    if filters is not None:
+        q = q.where(Character.id.in_(_matching_characters(filters).with_only_columns(Character.id)))
     with session_scope() as s:
         rows = [r._mapping for r in s.execute(q).all()]
     return media.zip_with_manifest([

@@ -4,6 +4,7 @@ Not a page: with st.navigation only the files app.py lists are pages.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -129,6 +130,27 @@ def media_path(rel: str | None) -> str | None:
         return None
     path = media.resolve(rel)
     return str(path) if path.is_file() else None
+
+
+GRID_THUMB_PX = 120  # a coverage-grid cell is about this wide at common screen widths
+
+
+@functools.lru_cache(maxsize=4096)  # not st.cache_data: its per-call hashing and copying cost more than the read
+def _grid_thumbnail(root: str, rel: str) -> str:
+    from core.images import data_uri
+
+    return data_uri(media.read_bytes(rel), size=GRID_THUMB_PX)  # a missing file raises, and is not cached
+
+
+def grid_thumbnail(rel: str | None) -> str | None:
+    """A stored thumbnail as a small data URI for dense grids, cached per server process.
+    Safe to key on the path: variation files are never rewritten in place (run and attempt are in the path)."""
+    if not rel:
+        return None
+    try:
+        return _grid_thumbnail(get_settings().media_root, rel)  # the setting, not media_root(): no filesystem call
+    except FileNotFoundError:
+        return None
 
 
 def demo_cast_button(editor: str | None, *, key: str) -> None:

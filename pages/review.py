@@ -1,10 +1,13 @@
 """Review: coverage grid (characters × slots), slot comparison, keyboard queue, export."""
+import html
+
 import streamlit as st
 
 from core import drift, generation, references, review, styles
+from core.errors import WorkbenchError
 from core.shots import shot_list
 from core.text import escape_markdown as md
-from pages._common import flash, media_path, report, show_flashes, sidebar
+from pages._common import flash, grid_thumbnail, media_path, report, show_flashes, sidebar
 
 editor = sidebar()
 st.title("🔍 Review")
@@ -13,20 +16,42 @@ show_flashes()
 SLOTS = shot_list()
 STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "", "failed": "❌", "cancelled": "⛔"}
 REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "review"}
+QUEUE_LIST = 50  # queue entries listed under the current image
 
 style_list = styles.list_styles()
 style_names = {s.id: s.name for s in style_list}
-f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
-search = f1.text_input("Character", key="rv_search", placeholder="filter by name")
-style_id = f2.selectbox("Style", [None] + list(style_names), key="rv_style",
-                        format_func=lambda s: "All styles" if s is None else style_names[s])
-state = f3.selectbox("Review state", [None, "unreviewed", "approved", "rejected"], key="rv_state",
-                     format_func=lambda s: "Any" if s is None else s)
-run_txt = f4.text_input("Run #", key="rv_run", placeholder="any")
-run_id = int(run_txt) if run_txt.strip().isdigit() else None
 
-grid = review.coverage(style_id=style_id, review_state=state, run_id=run_id, search=search)
-if not grid:
+
+def _first_page() -> None:
+    st.session_state["rv_page_keep"] = 1
+    st.session_state["queue_pos"] = 0
+
+
+f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
+search = f1.text_input("Character", key="rv_search", placeholder="filter by name", on_change=_first_page,
+                       max_chars=review.SEARCH_MAX)
+style_id = f2.selectbox("Style", [None] + list(style_names), key="rv_style", on_change=_first_page,
+                        format_func=lambda s: "All styles" if s is None else style_names[s])
+state = f3.selectbox("Review state", [None, *review.REVIEW_STATES], key="rv_state", on_change=_first_page,
+                     format_func=lambda s: "Any" if s is None else s)
+run_txt = f4.text_input("Run #", key="rv_run", placeholder="any", on_change=_first_page)
+run_id = int(run_txt) if run_txt.strip().isdigit() else None
+if run_txt.strip() and run_id is None:
+    f4.caption(f":red[“{md(run_txt.strip()[:20])}” is not a run number; showing every run.]")
+try:
+    filters = review.ReviewFilter(search=search, style_id=style_id, review_state=state, run_id=run_id)
+except WorkbenchError as err:
+    report(err)
+    st.stop()
+
+counts = review.review_counts(filters=filters)
+n_queue = counts.get("unreviewed", 0)
+# a keyed switch, not st.tabs: it keeps the editor's view across reruns, and the page knows which view is
+# showing, so the queue's keyboard shortcuts exist only while the queue is on screen
+view = st.segmented_control("View", ["grid", "queue"], key="rv_view", default="grid", required=True,
+                            format_func={"grid": "Coverage grid", "queue": f"Review queue ({n_queue})"}.get,
+                            label_visibility="collapsed")
+if not counts:
     if not (search or style_id or state or run_id):
         st.info("Nothing to review yet. Open a character and click **Generate variations** (or generate for the "
                 "whole cast from the Characters page); images appear here as they finish.")
@@ -34,18 +59,32 @@ if not grid:
         st.info("No characters match these filters.")
     st.stop()
 
-a1, a2, a3 = st.columns([2, 2, 3])
-unreviewed = review.unreviewed_in_order(grid)
-if a1.button(f"Approve all {len(unreviewed)} unreviewed shown", disabled=not editor or not unreviewed, key="bulk"):
-    n = review.bulk_approve(variation_ids=unreviewed, reviewer=editor)
-    flash(f"Approved {n} image(s).")
-    st.rerun()
-if a2.button("Prepare export of approved set", key="prep_export"):
-    data, n = review.export_approved(character_ids=[r.character_id for r in grid])
-    st.session_state["export"] = (data, n)
-if "export" in st.session_state:
-    data, n = st.session_state["export"]
-    a3.download_button(f"⬇️ Download zip ({n} approved images + manifest)", data=data,
+last = st.session_state.get("rv_last_decision")
+if last is not None:
+    u1, u2 = st.columns([5, 1])
+    u1.caption(f"Last decision: **{last.decision}** · {md(last.label)}")
+    if u2.button("Undo", key="rv_undo", disabled=not editor, help="Put that image back the way it was"):
+        try:
+            review.undo(decision=last)
+            del st.session_state["rv_last_decision"]
+            flash(f"Undone: {md(last.label)} is {last.previous[0]} again.")
+            st.rerun()
+        except Exception as err:
+            report(err)
+
+prepared = st.session_state.get("rv_export")
+if prepared is not None and (prepared["filters"] != filters
+                             or prepared["fingerprint"] != review.approved_fingerprint(filters=filters)):
+    del st.session_state["rv_export"]  # a download of another set than the one on screen would mislead
+    prepared = None
+    st.caption("The approved set or the filters changed since the export was prepared: prepare it again.")
+e1, e2 = st.columns([2, 5])
+if e1.button("Prepare export of approved set", key="prep_export"):
+    fingerprint = review.approved_fingerprint(filters=filters)
+    data, n = review.export_approved(filters=filters)
+    prepared = st.session_state["rv_export"] = {"filters": filters, "fingerprint": fingerprint, "data": data, "n": n}
+if prepared is not None:
+    e2.download_button(f"⬇️ Download zip ({prepared['n']} approved images + manifest)", data=prepared["data"],
                        file_name="approved-variations.zip", mime="application/zip", key="dl_export")
 
 
@@ -101,76 +140,104 @@ def decision_form(v, *, key_prefix: str) -> None:
 
 def _decide(variation_id: int, decision: str, reasons: list[str], note: str) -> None:
     try:
-        review.review(variation_id=variation_id, decision=decision, reviewer=editor, reason_codes=reasons, note=note)
-        flash(f"Marked {decision}.")
+        done = review.decide(variation_id=variation_id, decision=decision, reviewer=editor, reason_codes=reasons,
+                             note=note)
+        st.session_state["rv_last_decision"] = done
+        flash(f"Marked {decision}: {md(done.label)}.")
         st.rerun()
     except Exception as err:
         report(err)
 
 
-tab_grid, tab_queue = st.tabs(["Coverage grid", f"Review queue ({len(unreviewed)})"], key="rv_tabs", on_change="rerun")
-with tab_grid:
+def grid_view() -> None:
+    page = review.coverage_page(filters=filters, page=st.session_state.get("rv_page_keep", 1))
+    p1, p2, p3 = st.columns([2, 2, 3])
+    # the page number lives under a plain key too: a widget's state is dropped while the queue view shows;
+    # clamped, as the cast may have shrunk since the number was typed
+    st.session_state["rv_page_keep"] = st.session_state["rv_page"] = page.page
+    p1.number_input(f"Page (of {page.pages})", min_value=1, max_value=page.pages, step=1, key="rv_page",
+                    on_change=lambda: st.session_state.update(rv_page_keep=st.session_state["rv_page"]))
+    p2.caption(f"{page.total_characters} character(s) · {review.PAGE_SIZE} per page")
+    on_page = review.unreviewed_in_order(page.rows)
+    if p3.button(f"Approve all {len(on_page)} unreviewed shown", disabled=not editor or not on_page, key="bulk",
+                 help="Approves the unreviewed images of the characters on this page."):
+        n = review.bulk_approve(variation_ids=on_page, reviewer=editor)
+        flash(f"Approved {n} image(s).")
+        st.rerun()
     header = st.columns([2] + [1] * len(SLOTS))
     header[0].caption("character")
     for col, slot in zip(header[1:], SLOTS):
         col.caption(slot.label)
-    for row in grid:
+    for row in page.rows:
         cols = st.columns([2] + [1] * len(SLOTS))
-        cols[0].markdown(f"**{md(row.name)}**")
-        cols[0].caption(md(row.style_name or "no style"))
+        cols[0].markdown(f"**{md(row.name)}**  \n:gray[{md(row.style_name or 'no style')}]")
         for col, slot in zip(cols[1:], SLOTS):
             cell = row.cells.get(slot.key)
             if cell is None:
                 col.caption("—")
                 continue
-            if media_path(cell.thumb_path):
-                col.image(media_path(cell.thumb_path), width="stretch")
+            thumb = grid_thumbnail(cell.thumb_path)
+            if thumb:  # an <img> with a data URI: st.image stats and decodes every picture on every rerun
+                col.markdown(f'<img src="{thumb}" alt="{html.escape(row.name)} · {html.escape(slot.label)}" '
+                             'style="width:100%;border-radius:4px">', unsafe_allow_html=True)
             label = f"{STATUS_ICON.get(cell.status, '')}{REVIEW_BADGE[cell.review_status] if cell.status == 'completed' else ''}"
             if col.button(label or "open", key=f"cell_{cell.variation_id}", help=md(f"{row.name} · {slot.label}: "
                           f"{cell.status}, {cell.review_status}" + (f" ({cell.error})" if cell.error else ""))):
                 slot_dialog(row.character_id, row.name, slot.key)
 
-with tab_queue:
-    if not unreviewed:
+
+def queue_view() -> None:
+    if not n_queue:
         st.success("Queue empty: every completed image shown here has been reviewed.")
-    else:
-        o1, o2 = st.columns([3, 1])
-        order = o1.radio("Order", list(review.QUEUE_ORDERS), format_func=review.QUEUE_ORDERS.get, horizontal=True,
-                         key="queue_order", on_change=lambda: st.session_state.update(queue_pos=0),
-                         help="Identity drift = how far the image is from the character's references, as a "
-                              "learned image model sees them.")
-        off_only = o2.toggle("Only off-model", key="queue_off_model",
-                             on_change=lambda: st.session_state.update(queue_pos=0),
-                             help=f"Drift above {drift.off_model_threshold():.2f} (calibrated by bench/visual.py).")
-        unreviewed = review.unreviewed_in_order(grid, order=order, off_model_only=off_only)
-        if not unreviewed:
-            st.success("No unreviewed image is flagged off-model.")
-            st.stop()
-        pos = min(st.session_state.get("queue_pos", 0), len(unreviewed) - 1)
-        v = review.get_variation(variation_id=unreviewed[pos])
-        name = next(r.name for r in grid if r.character_id == v.character_id)
-        st.caption(f"{pos + 1} of {len(unreviewed)} · keys: **A** approve · **X** reject · **J** next · **K** previous")
-        q1, q2 = st.columns([2, 1])
-        q1.markdown(review.drift_label(v.drift_score))
-        if media_path(v.path):
-            q1.image(media_path(v.path), caption=f"{md(name)} · {v.slot_key} · attempt {v.attempt}", width="stretch")
-        with q2:
-            refs = references.list_references(character_id=v.character_id)
-            if refs and media_path(refs[0].thumb_path):
-                st.image(media_path(refs[0].thumb_path), caption="reference", width="stretch")
-            decision_form(v, key_prefix="q")
-            n1, n2 = st.columns(2)
-            if n1.button("Previous", key="q_prev", shortcut="K", disabled=pos == 0):
-                st.session_state["queue_pos"] = pos - 1
-                st.rerun()
-            if n2.button("Next", key="q_next", shortcut="J", disabled=pos >= len(unreviewed) - 1):
-                st.session_state["queue_pos"] = pos + 1
-                st.rerun()
-        with st.expander(f"Whole queue ({len(unreviewed)}), sortable by drift"):
-            names = {r.character_id: r.name for r in grid}
-            cells = {c.variation_id: (r.character_id, c) for r in grid for c in r.cells.values()}
-            st.dataframe([{"#": i + 1, "character": names[cells[vid][0]], "slot": cells[vid][1].slot_key,
-                           "drift": cells[vid][1].drift_score,
-                           "off-model": drift.is_off_model(cells[vid][1].drift_score)}
-                          for i, vid in enumerate(unreviewed)],
-                         hide_index=True, width="stretch")
+        return
+    o1, o2 = st.columns([3, 1])
+    order = o1.radio("Order", list(review.QUEUE_ORDERS), format_func=review.QUEUE_ORDERS.get, horizontal=True,
+                     key="queue_order", on_change=lambda: st.session_state.update(queue_pos=0),
+                     help="Identity drift = how far the image is from the character's references, as a "
+                          "learned image model sees them.")
+    off_only = o2.toggle("Only off-model", key="queue_off_model",
+                         on_change=lambda: st.session_state.update(queue_pos=0),
+                         help=f"Drift above {drift.off_model_threshold():.2f} (calibrated by bench/visual.py).")
+    total = len(review.queue_slice(filters=filters, order=order, off_model_only=True)) if off_only else n_queue
+    if not total:
+        st.success("No unreviewed image is flagged off-model.")
+        return
+    pos = max(0, min(st.session_state.get("queue_pos", 0), total - 1))
+    ahead = review.queue_slice(filters=filters, order=order, offset=pos, limit=QUEUE_LIST, off_model_only=off_only)
+    if not ahead:  # the queue shrank since the count (another editor): show its last item
+        pos = max(0, total - 1 - QUEUE_LIST)
+        ahead = review.queue_slice(filters=filters, order=order, offset=pos, limit=QUEUE_LIST,
+                                   off_model_only=off_only)
+        if not ahead:
+            st.success("Queue empty: every completed image shown here has been reviewed.")
+            return
+    item = ahead[0]
+    v = review.get_variation(variation_id=item.variation_id)
+    st.caption(f"{pos + 1} of {total} · keys: **A** approve · **X** reject · **J** next · **K** previous")
+    q1, q2 = st.columns([2, 1])
+    q1.markdown(f"**{md(item.label)}** · {review.drift_label(v.drift_score)}")
+    if media_path(v.path):
+        q1.image(media_path(v.path), caption=md(item.label), width="stretch")
+    with q2:
+        refs = references.list_references(character_id=v.character_id)
+        if refs and media_path(refs[0].thumb_path):
+            st.image(media_path(refs[0].thumb_path), caption="reference", width="stretch")
+        decision_form(v, key_prefix="q")
+        n1, n2 = st.columns(2)
+        if n1.button("Previous", key="q_prev", shortcut="K", disabled=pos == 0):
+            st.session_state["queue_pos"] = pos - 1
+            st.rerun()
+        if n2.button("Next", key="q_next", shortcut="J", disabled=pos >= total - 1):
+            st.session_state["queue_pos"] = pos + 1
+            st.rerun()
+    with st.expander(f"Coming up (next {len(ahead)} of {total})"):
+        st.dataframe([{"#": pos + i + 1, "character": it.character_name, "slot": it.slot_key,
+                       "attempt": it.attempt, "drift": it.drift_score, "off-model": drift.is_off_model(it.drift_score)}
+                      for i, it in enumerate(ahead)],
+                     hide_index=True, width="stretch")
+
+
+if view == "queue":
+    queue_view()
+else:
+    grid_view()

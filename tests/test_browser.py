@@ -76,7 +76,7 @@ def test_generate_review_reject_regenerate_and_approve(editor):
 
         page.goto(f"{url}/review")
         _set_editor(page)
-        page.get_by_role("tab", name="Review queue (10)").click()
+        page.get_by_role("radio", name="Review queue (10)").click()
         page.get_by_text("1 of 10").wait_for()
         # reject the first queued image (portrait_front) with a reason
         page.get_by_text("Reasons (for a rejection)").first.wait_for()
@@ -89,7 +89,7 @@ def test_generate_review_reject_regenerate_and_approve(editor):
         front = review.attempts(character_id=ch.id, slot_key="portrait_front")[0]
         assert front.review_status == "rejected" and front.reason_codes == ["wrong_outfit"]
 
-        page.get_by_role("tab", name="Coverage grid").click()
+        page.get_by_role("radio", name="Coverage grid").click()
         page.get_by_role("button", name="👎").first.click()
         page.get_by_role("dialog").get_by_role("button", name="Regenerate slot").click()
         page.get_by_text("portrait_front: new attempt queued").wait_for()

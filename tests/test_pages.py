@@ -203,10 +203,12 @@ def test_review_page_empty_hint_then_grid_bulk_approve_and_queue(editor):
     run_worker()
     at = _page("pages/review.py")
     assert not at.exception
-    assert any("Review queue (10)" in t.label for t in at.tabs)
+    at.segmented_control(key="rv_view").set_value("queue").run()
+    assert any("1 of 10" in c.value for c in at.caption)
     _click(at, "Approve")  # the queue's first item
     assert not at.exception
     assert len(review.queue()) == 9
+    at.segmented_control(key="rv_view").set_value("grid").run()
     _click(at, "Approve all 9 unreviewed shown")
     assert len(review.queue()) == 0
     assert any("Approved 9" in s.value for s in at.success)
