@@ -96,14 +96,15 @@ def test_drift_is_measured_in_the_learned_space_and_flags_off_model_images(edito
     on_model, off_model = [scores[rows[0].id], scores[rows[1].id]], scores[rows[2].id]
     assert off_model > max(on_model) + 0.2
     assert not any(drift.is_off_model(x) for x in on_model) and drift.is_off_model(off_model)
-    grid = review.coverage()
-    flagged = review.unreviewed_in_order(grid, order="drift", off_model_only=True)
+    flagged = [q.variation_id for q in review.queue_slice(filters=review.ReviewFilter(), order="drift",
+                                                          off_model_only=True)]
     assert rows[2].id in flagged and rows[0].id not in flagged and rows[1].id not in flagged
     assert "off-model" in review.drift_label(off_model) and "off-model" not in review.drift_label(on_model[0])
 
     from tests.test_pages import _page  # the review page: "Only off-model" filters the queue
 
     at = _page("pages/review.py")
+    at.segmented_control(key="rv_view").set_value("queue").run()
     at.toggle(key="queue_off_model").set_value(True).run()
     assert not at.exception
     assert any(c.value.startswith(f"1 of {len(flagged)} ") for c in at.caption)
