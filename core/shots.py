@@ -17,6 +17,11 @@ class Slot:
     seed_offset: int
     pose: str
     fragment: str
+    short: str = ""  # a column header that fits a ten-column grid at 1024 px (the label is the tooltip)
+
+    @property
+    def header(self) -> str:
+        return self.short or self.label
 
 
 @lru_cache(maxsize=1)

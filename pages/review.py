@@ -15,7 +15,8 @@ show_flashes()
 
 SLOTS = shot_list()
 STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "", "failed": "❌", "cancelled": "⛔"}
-REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "review"}
+REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "🔎"}  # icons: ten cells fit at 1024 px
+ELLIPSIS = "overflow:hidden;text-overflow:ellipsis;white-space:nowrap;"
 QUEUE_LIST = 50  # queue entries listed under the current image
 
 style_list = styles.list_styles()
@@ -79,7 +80,8 @@ if prepared is not None and (prepared["filters"] != filters
     prepared = None
     st.caption("The approved set or the filters changed since the export was prepared: prepare it again.")
 e1, e2 = st.columns([2, 5])
-if e1.button("Prepare export of approved set", key="prep_export"):
+if e1.button("Prepare export", key="prep_export", help="A zip of the approved images of every character "
+             "matching the filters, with manifest.csv / manifest.json"):
     fingerprint = review.approved_fingerprint(filters=filters)
     data, n = review.export_approved(filters=filters)
     prepared = st.session_state["rv_export"] = {"filters": filters, "fingerprint": fingerprint, "data": data, "n": n}
@@ -164,13 +166,19 @@ def grid_view() -> None:
         n = review.bulk_approve(variation_ids=on_page, reviewer=editor)
         flash(f"Approved {n} image(s).")
         st.rerun()
-    header = st.columns([2] + [1] * len(SLOTS))
+    header = st.columns([2] + [1] * len(SLOTS), gap="small")
     header[0].caption("character")
-    for col, slot in zip(header[1:], SLOTS):
-        col.caption(slot.label)
+    for col, slot in zip(header[1:], SLOTS):  # short headers on one line, the full label as the tooltip
+        col.markdown(f'<span title="{html.escape(slot.label)}" style="font-size:0.8rem;white-space:nowrap">'
+                     f'{html.escape(slot.header)}</span>', unsafe_allow_html=True)
+    st.caption("🔎 to review · ✅ approved · 👎 rejected · ⏳ 🔄 in progress · ❌ failed — hover a header for the "
+               "full shot name, a cell for its state")
     for row in page.rows:
-        cols = st.columns([2] + [1] * len(SLOTS))
-        cols[0].markdown(f"**{md(row.name)}**  \n:gray[{md(row.style_name or 'no style')}]")
+        cols = st.columns([2] + [1] * len(SLOTS), gap="small")
+        # one line each, cut with an ellipsis (the full text on hover): a long name never breaks mid-word
+        cols[0].markdown(f'<div title="{html.escape(row.name)}" style="{ELLIPSIS}font-weight:600">'
+                         f'{html.escape(row.name)}</div><div style="{ELLIPSIS}color:gray;font-size:0.85rem">'
+                         f'{html.escape(row.style_name or "no style")}</div>', unsafe_allow_html=True)
         for col, slot in zip(cols[1:], SLOTS):
             cell = row.cells.get(slot.key)
             if cell is None:
@@ -181,7 +189,7 @@ def grid_view() -> None:
                 col.markdown(f'<img src="{thumb}" alt="{html.escape(row.name)} · {html.escape(slot.label)}" '
                              'style="width:100%;border-radius:4px">', unsafe_allow_html=True)
             label = f"{STATUS_ICON.get(cell.status, '')}{REVIEW_BADGE[cell.review_status] if cell.status == 'completed' else ''}"
-            if col.button(label or "open", key=f"cell_{cell.variation_id}", help=md(f"{row.name} · {slot.label}: "
+            if col.button(label or "open", key=f"cell_{cell.variation_id}", type="tertiary", help=md(f"{row.name} · {slot.label}: "
                           f"{cell.status}, {cell.review_status}" + (f" ({cell.error})" if cell.error else ""))):
                 slot_dialog(row.character_id, row.name, slot.key)
 

@@ -39,7 +39,7 @@ def test_keys_act_only_on_the_visible_queue_image_and_undo_restores_it():
         page.goto(f"{url}/review")
         _set_editor(page)
         page.get_by_text("3 character(s)").wait_for()
-        page.get_by_role("button", name="review", exact=True).first.wait_for()  # grid cells of unreviewed images
+        page.get_by_role("button", name="🔎", exact=True).first.wait_for()  # grid cells of unreviewed images
         _press(page, "a")  # the coverage grid is showing: A must not approve anything
         page.wait_for_timeout(1500)
         assert _review_states() == before
@@ -53,7 +53,7 @@ def test_keys_act_only_on_the_visible_queue_image_and_undo_restores_it():
         page.get_by_text(f"Marked approved: {first.label}.").wait_for()
         _position(page, 1, n - 1).wait_for()  # still the queue, next image
         # no grid cells behind it (elements of the previous run linger until this run ends on a slow machine)
-        expect(page.get_by_role("button", name="review", exact=True)).to_have_count(0, timeout=60_000)
+        expect(page.get_by_role("button", name="🔎", exact=True)).to_have_count(0, timeout=60_000)
         expect(page.locator("[data-testid='stMarkdownContainer'] img")).to_have_count(0, timeout=60_000)
         after = _review_states()
         assert after[first.variation_id] == "approved"

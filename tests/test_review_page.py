@@ -9,7 +9,11 @@ def _cell_buttons(at) -> list:
 
 
 def _names(at) -> list[str]:
-    return [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**Bench character")]
+    """The character names of the grid's rows (each row starts with the name in a tooltip'd line)."""
+    import re
+
+    return [re.search(r'title="([^"]*)"', m.value).group(1) for m in at.markdown
+            if m.value.startswith('<div title="Bench character')]
 
 
 def test_grid_shows_one_page_of_characters_and_pages_through_them():
@@ -55,7 +59,7 @@ def test_queue_view_stays_after_a_decision_which_names_the_image_and_can_be_undo
 def test_prepared_export_is_dropped_when_the_approved_set_or_the_filters_change(editor):
     fill_cast(characters=4, styles=2)
     at = _page("pages/review.py")
-    _click(at, "Prepare export of approved set")
+    _click(at, "Prepare export")
     assert [d.label for d in at.get("download_button")] and not at.exception
     at.run()
     assert at.get("download_button")  # an unrelated rerun keeps it
@@ -64,7 +68,7 @@ def test_prepared_export_is_dropped_when_the_approved_set_or_the_filters_change(
     at.run()
     assert not at.get("download_button")
     assert any("changed since the export was prepared" in c.value for c in at.caption)
-    _click(at, "Prepare export of approved set")
+    _click(at, "Prepare export")
     assert at.get("download_button")
     at.selectbox(key="rv_style").select_index(1).run()
     assert not at.get("download_button")
