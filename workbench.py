@@ -78,11 +78,18 @@ def run_streamlit(extra_args: list[str]) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A job worker; run more of these on other machines with the same DATABASE_URL."""
+    """A job worker; run more of these on other machines with the same DATABASE_URL.
+
+    One process, one loop per lane (core.jobs.worker_lanes): slots run up to the generation bound in their
+    own loop, embedding and map jobs one at a time in another, so a slot never waits behind them. The text
+    model and UMAP's compiled kernels are loaded in the background at start, so the first embedding or map
+    job does not pay for them either.
+    """
+    import asyncio
     import threading
 
     from core import generation
-    from core.jobs import make_worker_app
+    from core.jobs import make_worker_app, worker_lanes
     from core.settings import get_settings
 
     if not os.environ.get("DATABASE_URL"):
@@ -100,15 +107,48 @@ def cmd_worker(args: argparse.Namespace) -> int:
     generation.recover_stalled(seconds_since_heartbeat=settings.stalled_after_s)
     app = make_worker_app()
     threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
-    concurrency = args.concurrency or settings.generation_concurrency
-    log.info("worker starting with concurrency %d", concurrency)
+    _start_warmups()
+    lanes = worker_lanes(generation_concurrency=args.concurrency or settings.generation_concurrency)
+    log.info("worker starting: %s", ", ".join(f"{ln.name} {'+'.join(ln.queues)} ×{ln.concurrency}" for ln in lanes))
+    options = dict(name=args.name, wait=True, install_signal_handlers=False,
+                   update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
+                   stalled_worker_timeout=settings.stalled_after_s)
     try:
-        app.run_worker(queues=None, concurrency=concurrency, name=args.name, wait=True,
-                       update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
-                       stalled_worker_timeout=settings.stalled_after_s)
+        asyncio.run(_run_lanes(app, lanes, options))
     finally:
         stop.set()
     return 0
+
+
+async def _run_lanes(app, lanes, options: dict) -> None:
+    """Run one procrastinate worker per lane on one event loop; SIGINT/SIGTERM (or one lane failing)
+    stops them all gracefully: running jobs finish, nothing new is taken."""
+    import asyncio
+
+    async with app.open_async():
+        tasks = [asyncio.create_task(app.run_worker_async(queues=list(ln.queues), concurrency=ln.concurrency,
+                                                          **options), name=f"lane-{ln.name}") for ln in lanes]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: [t.cancel() for t in tasks])
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in tasks:
+            t.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for ln, res in zip(lanes, results):
+            if isinstance(res, Exception) and not isinstance(res, asyncio.CancelledError):
+                log.error("worker lane %s stopped with an error: %r", ln.name, res)
+                raise res
+
+
+def _start_warmups() -> None:
+    """Load the text model and UMAP's kernels in background threads (at most one job waits for them)."""
+    import threading
+
+    from core import embedding_spaces, projection
+
+    embedding_spaces.warm_up()
+    threading.Thread(target=projection.warm_up, name="umap-warmup", daemon=True).start()
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
