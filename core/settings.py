@@ -53,6 +53,8 @@ class Settings(BaseSettings):
 
     # Embeddings: the text space (text-local = offline MiniLM; text-openai needs a key). Images always use image-local.
     embedding_text_space: str = Field(default="text-local", description="text-local | text-openai")
+    embedding_model_cache: Path = Field(default=PROJECT_ROOT / "data" / "models",
+                                        description="Where the ONNX export of the local text model is kept")
     embedding_warmup: bool = Field(default=True, description="Load the text model in the web process at start "
                                    "(a save's look-alike check and the first search then don't wait for it)")
 

@@ -30,9 +30,9 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def cache_dir() -> Path:
-    from core.settings import PROJECT_ROOT
+    from core.settings import get_settings
 
-    return Path(os.environ.get("EMBEDDING_MODEL_CACHE") or PROJECT_ROOT / "data" / "models")
+    return Path(get_settings().embedding_model_cache)
 
 
 def export(model_path: Path, target: Path) -> None:
