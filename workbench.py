@@ -142,13 +142,23 @@ async def _run_lanes(app, lanes, options: dict) -> None:
 
 
 def _start_warmups() -> None:
-    """Load the text model and UMAP's kernels in background threads (at most one job waits for them)."""
+    """One background thread loads the text model, then compiles UMAP's kernels (one after the other, so
+    a worker on a busy machine never has both competing with the first slots). EMBEDDING_WARMUP=false
+    skips both (tests that start many short-lived workers)."""
     import threading
 
     from core import embedding_spaces, projection
+    from core.settings import get_settings
 
-    embedding_spaces.warm_up()
-    threading.Thread(target=projection.warm_up, name="umap-warmup", daemon=True).start()
+    def warm() -> None:
+        try:
+            embedding_spaces.warm_up(wait=True)
+        except Exception:  # the first embedding job loads it (and reports the error) instead
+            log.exception("text model warm-up failed")
+        projection.warm_up()
+
+    if get_settings().embedding_warmup:
+        threading.Thread(target=warm, name="warmup", daemon=True).start()
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:

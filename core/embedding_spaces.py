@@ -192,7 +192,12 @@ def text_embedder_ready() -> bool:
     return emb._model is not None  # noqa: SLF001 - the loader lives in this module
 
 
-def warm_up() -> None:
-    """Load the local text model in a background thread so the first search or save doesn't wait for it."""
+def warm_up(*, wait: bool = False) -> None:
+    """Load the local text model so the first search, save or embedding job doesn't wait for it:
+    in a background thread, or in the calling thread with `wait` (the worker's warm-up thread)."""
     if text_space() == TEXT_LOCAL and get_settings().embedding_warmup:
-        threading.Thread(target=get_embedder(TEXT_LOCAL).load, name="embed-warmup", daemon=True).start()
+        load = get_embedder(TEXT_LOCAL).load
+        if wait:
+            load()
+        else:
+            threading.Thread(target=load, name="embed-warmup", daemon=True).start()
