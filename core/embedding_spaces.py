@@ -67,7 +67,7 @@ class LocalTextEmbedder:
                     try:
                         from core import text_onnx
 
-                        self._model = text_onnx.OnnxMiniLM(path, text_onnx.cache_dir() / "all-MiniLM-L6-v2.onnx")
+                        self._model = text_onnx.OnnxMiniLM(path, text_onnx.cache_dir() / "all-MiniLM-L6-v2.fused.onnx")
                     except Exception as err:  # slower but identical vectors: keep embedding
                         log.warning("ONNX text model unavailable, using torch (slower): %s", err)
                         self.backend = "torch"
