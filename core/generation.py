@@ -144,17 +144,18 @@ def _request_many_once(character_ids: list[int], requested_by: str,
         active = dict(s.execute(sa.select(GenerationRun.character_id, GenerationRun.id).where(
             GenerationRun.character_id.in_(wanted), GenerationRun.status.in_(RUN_ACTIVE))).all())
         new_cids = [cid for cid in wanted if cid in chars and not chars[cid].archived and cid not in active]
-        runs = [GenerationRun(character_id=cid, requested_by=requested_by, provider=provider,
-                              template_override=template_override or None) for cid in new_cids]
-        s.add_all(runs)
-        s.flush()
-        rows = [Variation(run_id=run.id, character_id=run.character_id, slot_key=slot.key,
-                          seed=chars[run.character_id].base_seed + slot.seed_offset, provider=provider)
-                for run in runs for slot in slots]
-        s.add_all(rows)
-        s.flush()
-        _defer([v.id for v in rows], s)
-        created = {run.character_id: run.id for run in runs}
+        created: dict[int, int] = {}
+        if new_cids:  # core inserts with RETURNING: one batched statement each, no ORM object per slot
+            created = dict(s.execute(
+                sa.insert(GenerationRun).returning(GenerationRun.character_id, GenerationRun.id,
+                                                   sort_by_parameter_order=True),
+                [{"character_id": cid, "requested_by": requested_by, "provider": provider,
+                  "template_override": template_override or None} for cid in new_cids]).all())
+            vids = s.execute(
+                sa.insert(Variation).returning(Variation.id, sort_by_parameter_order=True),
+                [{"run_id": created[cid], "character_id": cid, "slot_key": slot.key, "provider": provider,
+                  "seed": chars[cid].base_seed + slot.seed_offset} for cid in new_cids for slot in slots]).scalars().all()
+            _defer(list(vids), s)
     out: list[RunRequest | ValidationError | NotFoundError] = []
     for cid in character_ids:
         ch = chars.get(cid)
