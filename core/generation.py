@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -342,7 +342,7 @@ def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
     """Requeue slots whose worker died: jobs stuck in 'doing' with a silent worker, and their variations."""
     from procrastinate import sql as psql
 
-    from core.jobs import get_app
+    from core.jobs import get_app, retry_stalled_job
 
     app = get_app()
     conn = app.connector.get_sync_connector()
@@ -355,7 +355,7 @@ def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
             with session_scope() as s:
                 s.execute(sa.update(Variation).where(Variation.id == vid, Variation.status == "generating")
                           .values(status="pending", error="worker stopped; retried"))
-        app.job_manager.retry_job_by_id(job_id=row["id"], retry_at=datetime.now(timezone.utc))
+        retry_stalled_job(job_id=row["id"])
         recovered += 1
         log.warning("recovered stalled job %s (variation %s)", row["id"], vid)
     return recovered

@@ -139,6 +139,27 @@ def request_embedding(*, subject_type: str, ids: list[int], spaces: list[str] | 
         return None
 
 
+def retry_stalled_job(*, job_id: int) -> bool:
+    """Put a dead worker's job back in the queue; False when a waiting job already holds its queueing lock.
+
+    That happens to `embed_pending` (a new request deferred a successor while the dead one was running):
+    the successor reads the same pending set, so the stalled job is marked failed instead of retried.
+    """
+    from datetime import datetime, timezone
+
+    from procrastinate.exceptions import UniqueViolation
+
+    app = get_app()
+    try:
+        app.job_manager.retry_job_by_id(job_id=job_id, retry_at=datetime.now(timezone.utc))
+        return True
+    except UniqueViolation:
+        log.warning("stalled job %s not retried: a waiting job with its queueing lock will do its work", job_id)
+        app.connector.get_sync_connector().execute_query(
+            query="update procrastinate_jobs set status = 'failed' where id = %(id)s and status = 'doing'", id=job_id)
+        return False
+
+
 def pending_jobs(*task_names: str, args: dict[str, str] | None = None) -> int:
     """Jobs of these tasks waiting or running (those whose arguments contain `args`, when given):
     pages use it to keep a live view refreshing."""
