@@ -142,17 +142,19 @@ async def _run_lanes(app, lanes, options: dict) -> None:
 
 
 def _start_warmups() -> None:
-    """One background thread loads the text model, then compiles UMAP's kernels (one after the other, so
-    a worker on a busy machine never has both competing with the first slots). EMBEDDING_WARMUP=false
+    """One background thread loads the text model, then, once no slot is waiting or running, compiles
+    UMAP's kernels (numba's compile holds the GIL and a CPU for seconds: slots come first). EMBEDDING_WARMUP=false
     skips both (tests that start many short-lived workers)."""
     import threading
 
-    from core import embedding_spaces, projection
+    from core import embedding_spaces, jobs, projection
     from core.settings import get_settings
 
     def warm() -> None:
         try:
             embedding_spaces.warm_up(wait=True)
+            while jobs.pending_jobs(jobs.GENERATE_SLOT):  # compiling now would slow slots down: wait
+                time.sleep(2)
         except Exception:  # the first embedding job loads it (and reports the error) instead
             log.exception("text model warm-up failed")
         projection.warm_up()
