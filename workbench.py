@@ -126,12 +126,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     handed to new jobs (best effort; recovery does it otherwise) and the process exits,
     even if provider calls hang. A worker whose database goes away restarts its job loop
     until it comes back.
+
+    One process, one loop per lane (core.jobs.worker_lanes): slots run up to the generation bound in their
+    own loop, embedding and map jobs one at a time in another, so a slot never waits behind them. The text
+    model and UMAP's compiled kernels are loaded in the background at start, so the first embedding or map
+    job does not pay for them either.
     """
     import asyncio
     import threading
 
     from core import recovery, tasks
-    from core.jobs import make_worker_app
+    from core.jobs import Lane, make_worker_app, worker_lanes
     from core.settings import get_settings
     from db.engine import database_unavailable
 
@@ -188,17 +193,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except Exception as err:  # the backfill is a convenience; a worker must start without it
         log.error("could not check the image embeddings at start (the Embeddings page can queue it): %s", err)
     threading.Thread(target=recovery_loop, daemon=True, name="recovery").start()
-    concurrency = args.concurrency or settings.generation_concurrency
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
-    log.info("worker starting with concurrency %d on %s", concurrency, ", ".join(queues) if queues else "every queue")
+    _start_warmups()
+    wanted = {q.strip() for q in args.queues.split(",") if q.strip()} if args.queues else None
+    lanes = [ln for ln in (Lane(ln.name, tuple(q for q in ln.queues if wanted is None or q in wanted), ln.concurrency)
+                           for ln in worker_lanes(generation_concurrency=args.concurrency
+                                                  or settings.generation_concurrency)) if ln.queues]
+    log.info("worker starting: %s", ", ".join(f"{ln.name} {'+'.join(ln.queues)} ×{ln.concurrency}" for ln in lanes))
+    options = dict(name=args.name, wait=True, install_signal_handlers=False,
+                   update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
+                   stalled_worker_timeout=settings.stalled_after_s)
 
     async def run_once() -> None:
         app = make_worker_app()
         async with app.open_async():
-            task = asyncio.create_task(app.run_worker_async(
-                queues=queues, concurrency=concurrency, name=args.name, wait=True, install_signal_handlers=False,
-                update_heartbeat_interval=min(10.0, settings.stalled_after_s / 3),
-                stalled_worker_timeout=settings.stalled_after_s))
+            task = asyncio.create_task(_run_lanes(app, lanes, options))
             current.update(loop=asyncio.get_running_loop(), task=task)
             if stopping.is_set():
                 task.cancel()
@@ -224,6 +232,47 @@ def cmd_worker(args: argparse.Namespace) -> int:
         finished.set()
     log.info("worker stopped")
     return 0
+
+
+async def _run_lanes(app, lanes, options: dict) -> None:
+    """Run one procrastinate worker per lane on one event loop. Cancelling this (the stop signal) or one lane
+    failing stops them all gracefully: running jobs finish, nothing new is taken."""
+    import asyncio
+
+    lane_tasks = [asyncio.create_task(app.run_worker_async(queues=list(ln.queues), concurrency=ln.concurrency,
+                                                           **options), name=f"lane-{ln.name}") for ln in lanes]
+    try:
+        await asyncio.wait(lane_tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for t in lane_tasks:
+            t.cancel()
+        results = await asyncio.gather(*lane_tasks, return_exceptions=True)
+    for ln, res in zip(lanes, results):
+        if isinstance(res, Exception):
+            log.error("worker lane %s stopped with an error: %r", ln.name, res)
+            raise res
+
+
+def _start_warmups() -> None:
+    """One background thread loads the text model, then, once no slot is waiting or running, compiles
+    UMAP's kernels (numba's compile holds the GIL and a CPU for seconds: slots come first). EMBEDDING_WARMUP=false
+    skips both (tests that start many short-lived workers)."""
+    import threading
+
+    from core import embedding_spaces, jobs, projection
+    from core.settings import get_settings
+
+    def warm() -> None:
+        try:
+            embedding_spaces.warm_up(wait=True)
+            while jobs.pending_jobs(jobs.GENERATE_SLOT):  # compiling now would slow slots down: wait
+                time.sleep(2)
+        except Exception:  # the first embedding job loads it (and reports the error) instead
+            log.exception("text model warm-up failed")
+        projection.warm_up()
+
+    if get_settings().embedding_warmup:
+        threading.Thread(target=warm, name="warmup", daemon=True).start()
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:

@@ -256,18 +256,44 @@ def _record_failure(subject_type, space, emb, ids, error: str) -> None:
                for sid in ids])
 
 
-def mark_queued(*, subject_type: str, ids: list[int]) -> None:
-    """Show 'queued' on the status page as soon as a job is requested (the old vector stays searchable)."""
+def mark_queued(*, subject_type: str, ids: list[int], spaces: list[str] | None = None) -> None:
+    """Add subjects to the pending set: 'queued' rows, shown on the status page as soon as a job is requested
+    (the old vector stays searchable) and picked up by the next `embed_pending` job."""
     if not ids:
         return
     with session_scope() as s:
-        for space in spaces_for(subject_type):
+        for space in spaces or spaces_for(subject_type):
             s.execute(sa.text("""
                 insert into embedding (subject_type, subject_id, space, model_id, dims, status, updated_at)
                 select :t, sid, :s, :m, :d, 'queued', now() from unnest(cast(:ids as int[])) as sid
                 on conflict (subject_type, subject_id, space) do update set status = 'queued', updated_at = now()
             """), {"t": subject_type, "s": space, "m": get_embedder(space).model_id, "d": dims_of(space),
                    "ids": ids})
+
+
+PENDING_BATCH = 2000  # subjects per embed_pending job; a longer backlog continues in a follow-up job
+
+
+def embed_pending(*, limit: int = PENDING_BATCH) -> tuple[EmbedReport, bool]:
+    """Embed the pending set (oldest first, up to `limit` subjects), one embed_subjects call per type.
+
+    Why a pending set instead of one job per subject: the model is called once per chunk of 256 texts
+    instead of once per finished slot, and tags and drift are refreshed once per batch. Returns the report
+    and whether subjects were left over for another job.
+    """
+    with session_scope() as s:
+        rows = s.execute(sa.text(
+            "select subject_type, subject_id, array_agg(space) from embedding where status = 'queued' "
+            "group by subject_type, subject_id order by min(updated_at), subject_id limit :n"), {"n": limit}).all()
+    by_type: dict[str, tuple[list[int], set[str]]] = {}
+    for subject_type, sid, spaces in rows:
+        ids, sp = by_type.setdefault(subject_type, ([], set()))
+        ids.append(sid)
+        sp.update(spaces)
+    rep = EmbedReport()
+    for subject_type, (ids, spaces) in by_type.items():
+        rep.add(embed_subjects(subject_type=subject_type, ids=ids, spaces=sorted(spaces)))
+    return rep, len(rows) == limit
 
 
 def embed_subjects(*, subject_type: str, ids: list[int] | None = None, spaces: list[str] | None = None) -> EmbedReport:

@@ -85,64 +85,96 @@ VARIATION_IMAGE = VariationImage()
 
 
 # ---------------------------------------------------------------- requesting
-def _defer(variation_ids: list[int]) -> None:
-    """Queue one job per slot; job ids are recorded for cancel and recovery."""
-    from core.jobs import defer_slot
+def _defer(variation_ids: list[int], s=None) -> None:
+    """Queue one job per slot in one statement and record the job ids (for cancel and recovery).
 
-    ids = {vid: defer_slot(variation_id=vid) for vid in variation_ids}
-    with session_scope() as s:
-        for vid, job_id in ids.items():
-            s.execute(sa.update(Variation).where(Variation.id == vid).values(job_id=job_id))
+    With an open session `s` the jobs are inserted in its transaction, so slots never exist without jobs.
+    """
+    from core.jobs import defer_slots
+
+    if not variation_ids:
+        return
+    if s is None:
+        with session_scope() as s2:
+            return _defer(variation_ids, s2)
+    job_ids = defer_slots(variation_ids=variation_ids, connection=s.connection().connection.driver_connection)
+    s.execute(sa.text("update variation set job_id = j.job_id from unnest(cast(:v as int[]), cast(:j as bigint[])) "
+                      "as j(vid, job_id) where variation.id = j.vid"), {"v": variation_ids, "j": job_ids})
 
 
 def request_run(*, character_id: int, requested_by: str, template_override: str | None = None) -> RunRequest:
+    """Queue a ten-slot run for one character, or return its active run (one active run per character)."""
     if template_override:
         from core.ai_functions import build_slot_prompt
 
         build_slot_prompt(character_id=character_id, slot_key=shot_list()[0].key, override=template_override)
-    with session_scope() as s:
-        ch = require(s.get(Character, character_id), f"Character #{character_id} does not exist (it may have been deleted).")
-        if ch.archived:
-            raise ValidationError(f"'{ch.name}' is archived; restore it before generating variations.")
-        active = s.execute(
-            sa.select(GenerationRun.id).where(GenerationRun.character_id == character_id,
-                                              GenerationRun.status.in_(RUN_ACTIVE))
-        ).scalar()
-        if active:
-            return RunRequest(active, False, ch.name)
-        run = GenerationRun(character_id=character_id, requested_by=requested_by, provider=get_settings().provider_name,
-                            template_override=template_override or None)
-        s.add(run)
-        try:
-            s.flush()
-        except IntegrityError:  # another request won the race for this character
-            s.rollback()
-            existing = s.execute(
-                sa.select(GenerationRun.id).where(GenerationRun.character_id == character_id,
-                                                  GenerationRun.status.in_(RUN_ACTIVE))
-            ).scalar_one()
-            return RunRequest(existing, False, ch.name)
-        rows = [
-            Variation(run_id=run.id, character_id=character_id, slot_key=slot.key, seed=ch.base_seed + slot.seed_offset,
-                      provider=run.provider)
-            for slot in shot_list()
-        ]
-        s.add_all(rows)
-        s.flush()
-        run_id, name, vids = run.id, ch.name, [v.id for v in rows]
-    _defer(vids)
-    return RunRequest(run_id, True, name)
+    result = _request_many([character_id], requested_by=requested_by, template_override=template_override)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def request_runs(*, character_ids: list[int], requested_by: str) -> list[RunRequest | ValidationError]:
-    """Several characters at once; one refusal (archived, say) does not stop the others."""
-    results: list[RunRequest | ValidationError] = []
-    for cid in character_ids:
+    """Several characters at once; one refusal (archived, say) does not stop the others.
+
+    Any number of characters costs a few statements in one transaction (runs, slots and their jobs are
+    inserted in batches), so "Generate for all shown" returns at once instead of one round trip per slot.
+    """
+    return [ValidationError(str(r)) if isinstance(r, Exception) else r
+            for r in _request_many(character_ids, requested_by=requested_by)]
+
+
+def _request_many(character_ids: list[int], *, requested_by: str,
+                  template_override: str | None = None) -> list[RunRequest | ValidationError | NotFoundError]:
+    """Runs for many characters in one transaction; a character that already has an active run gets it back.
+
+    A concurrent request can win the race for a character between our check and our insert (the partial
+    unique index refuses the second active run): the transaction is then retried and finds that run.
+    """
+    for attempt in range(3):
         try:
-            results.append(request_run(character_id=cid, requested_by=requested_by))
-        except (ValidationError, NotFoundError) as err:
-            results.append(ValidationError(str(err)))
-    return results
+            return _request_many_once(character_ids, requested_by, template_override)
+        except IntegrityError as err:
+            log.info("run request raced another request (attempt %d), retrying: %s", attempt + 1, err.orig)
+    return _request_many_once(character_ids, requested_by, template_override)
+
+
+def _request_many_once(character_ids: list[int], requested_by: str,
+                       template_override: str | None) -> list[RunRequest | ValidationError | NotFoundError]:
+    wanted = list(dict.fromkeys(character_ids))
+    slots = shot_list()
+    provider = get_settings().provider_name
+    with session_scope() as s:
+        chars = {c.id: c for c in s.execute(sa.select(Character.id, Character.name, Character.archived,
+                                                      Character.base_seed).where(Character.id.in_(wanted))).all()}
+        active = dict(s.execute(sa.select(GenerationRun.character_id, GenerationRun.id).where(
+            GenerationRun.character_id.in_(wanted), GenerationRun.status.in_(RUN_ACTIVE))).all())
+        new_cids = [cid for cid in wanted if cid in chars and not chars[cid].archived and cid not in active]
+        created: dict[int, int] = {}
+        if new_cids:  # core inserts with RETURNING: one batched statement each, no ORM object per slot
+            created = dict(s.execute(
+                sa.insert(GenerationRun).returning(GenerationRun.character_id, GenerationRun.id,
+                                                   sort_by_parameter_order=True),
+                [{"character_id": cid, "requested_by": requested_by, "provider": provider,
+                  "template_override": template_override or None} for cid in new_cids]).all())
+            vids = s.execute(
+                sa.insert(Variation).returning(Variation.id, sort_by_parameter_order=True),
+                [{"run_id": created[cid], "character_id": cid, "slot_key": slot.key, "provider": provider,
+                  "seed": chars[cid].base_seed + slot.seed_offset} for cid in new_cids for slot in slots]).scalars().all()
+            _defer(list(vids), s)
+    out: list[RunRequest | ValidationError | NotFoundError] = []
+    for cid in character_ids:
+        ch = chars.get(cid)
+        if ch is None:
+            out.append(NotFoundError(f"Character #{cid} does not exist (it may have been deleted)."))
+        elif ch.archived:
+            out.append(ValidationError(f"'{ch.name}' is archived; restore it before generating variations."))
+        elif cid in active:
+            out.append(RunRequest(active[cid], False, ch.name))
+        else:
+            out.append(RunRequest(created[cid], True, ch.name))
+            active[cid] = created[cid]  # the same id again in this request gets this run back, as not created
+    return out
 
 
 def _latest_attempts(s, run_id: int) -> dict[str, Variation]:

@@ -52,6 +52,11 @@ PCA_DIMS = 50
 LARGE_SET = 5000
 LARGE_SET_EPOCHS = 200
 ACTIVE_STATES = ("queued", "running")
+# Up to this many points the fit gets exact nearest neighbours from numpy (blocked matrix products, a few
+# seconds at 20k) instead of pynndescent, whose kernels numba compiles in every process (40-60 s cold).
+# New points are then placed from their fitted neighbours' positions (see UmapReducer.transform).
+EXACT_KNN_MAX = 20_000
+KNN_BLOCK = 1024
 NUMBA_CACHE_DEFAULT = PROJECT_ROOT / "data" / "numba-cache"
 
 
@@ -210,22 +215,85 @@ class UmapReducer:
             x = _normalise(x)
         return x
 
+    def _reduce(self, x: np.ndarray) -> np.ndarray:
+        x = self._prepare(x)
+        if self.pca is not None:
+            x = self.pca.transform(x)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
     def fit_transform(self, x: np.ndarray) -> np.ndarray:
+        import warnings
+
         from sklearn.decomposition import PCA
         import umap
 
         x = self._prepare(x)
         if x.shape[1] > PCA_DIMS and len(x) > PCA_DIMS:
             self.pca = PCA(n_components=PCA_DIMS, random_state=0).fit(x)
-            x = self.pca.transform(x)
-        self.umap = umap.UMAP(**self.umap_kwargs)
-        return self.umap.fit_transform(x)
+        x = self._reduce(x) if self.pca is not None else np.ascontiguousarray(x, dtype=np.float32)
+        kwargs = dict(self.umap_kwargs)
+        if len(x) <= EXACT_KNN_MAX:
+            kwargs["precomputed_knn"] = exact_knn(x, x, k=kwargs["n_neighbors"])
+        self.umap = umap.UMAP(**kwargs)
+        with warnings.catch_warnings():  # "transform unavailable" with precomputed kNN: we place by neighbours
+            warnings.filterwarnings("ignore", message=".*knn_search_index.*")
+            coords = self.umap.fit_transform(x)
+        if "precomputed_knn" in kwargs:
+            self.fitted_x, self.fitted_coords = x, np.asarray(coords, dtype=np.float32)
+        return coords
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = self._prepare(x)
-        if self.pca is not None:
-            x = self.pca.transform(x)
-        return self.umap.transform(x)
+        """New points on the fitted map: UMAP's transform after a pynndescent fit, otherwise the
+        distance-weighted mean position of each point's nearest fitted neighbours (no JIT, no refit)."""
+        fitted = getattr(self, "fitted_x", None)
+        if fitted is None:
+            return self.umap.transform(self._reduce(x))
+        idx, dist = exact_knn(self._reduce(x), fitted, k=min(self.umap_kwargs["n_neighbors"], len(fitted)))
+        w = 1.0 / (dist + 1e-6)
+        w /= w.sum(axis=1, keepdims=True)
+        return np.einsum("nk,nkd->nd", w, self.fitted_coords[idx])
+
+
+def exact_knn(queries: np.ndarray, points: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest `points` (euclidean) of every query row, nearest first: indices (int64) and distances.
+
+    Blocked so memory stays at KNN_BLOCK × len(points) floats; for the fit (queries = points) each point's
+    first neighbour is itself at distance 0, which is what UMAP's `precomputed_knn` expects.
+    """
+    k = min(k, len(points))
+    sq = np.einsum("ij,ij->i", points, points)
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    dist = np.empty((len(queries), k), dtype=np.float32)
+    for start in range(0, len(queries), KNN_BLOCK):
+        q = queries[start:start + KNN_BLOCK]
+        d = np.einsum("ij,ij->i", q, q)[:, None] - 2 * (q @ points.T) + sq[None, :]
+        np.maximum(d, 0, out=d)
+        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(points) else np.tile(np.arange(len(points)),
+                                                                                          (len(q), 1))
+        pd = np.take_along_axis(d, part, axis=1)
+        order = np.argsort(pd, axis=1, kind="stable")
+        idx[start:start + len(q)] = np.take_along_axis(part, order, axis=1)
+        dist[start:start + len(q)] = np.sqrt(np.take_along_axis(pd, order, axis=1))
+    return idx, dist
+
+
+def warm_up() -> None:
+    """Compile UMAP's kernels once per worker process (a tiny fit), so the first real map doesn't pay for it.
+
+    Several of UMAP's numba kernels (layout optimiser, smooth kNN distances) are not cached on disk and
+    compile in every process; the worker runs this in a background thread at start. numba's LLVM work
+    happens outside the GIL, so slots running meanwhile keep going.
+    """
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    try:
+        ensure_numba_cache()
+        UmapReducer(ProjectionParams(n_epochs=5, random_state=None), len(x)).fit_transform(x)
+    except Exception:  # a failed warm-up only means the first map compiles for itself
+        log.exception("UMAP warm-up failed; the first map will compile UMAP itself")
+        return
+    log.info("UMAP kernels ready in %.1f s", time.perf_counter() - t0)
 
 
 def fit(vectors: np.ndarray, params: ProjectionParams) -> FitResult:

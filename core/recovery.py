@@ -77,7 +77,7 @@ def hand_over_slot(*, job_id: int, variation_id: int, reason: str) -> int | None
 
     The row lock is held while the new job is deferred: a worker that fetches it at once waits on the
     lock in its claim and then finds the slot pending for exactly that job."""
-    from core.jobs import defer_slot
+    from core.jobs import defer_slots
 
     with session_scope() as s:
         row = s.execute(sa.select(Variation.status, Variation.job_id).where(Variation.id == variation_id)
@@ -85,7 +85,9 @@ def hand_over_slot(*, job_id: int, variation_id: int, reason: str) -> int | None
         if row is None or row.status not in ACTIVE_SLOT_STATES or row.job_id not in (None, job_id):
             new_job = None
         else:
-            new_job = defer_slot(variation_id=variation_id)
+            # in this transaction: the new job becomes visible together with the slot that points at it
+            (new_job,) = defer_slots(variation_ids=[variation_id],
+                                     connection=s.connection().connection.driver_connection)
             s.execute(sa.update(Variation).where(Variation.id == variation_id).values(
                 status="pending", provider_called_at=None, job_id=new_job, error=reason))
     _finish_job(job_id, "aborted")
@@ -110,7 +112,7 @@ def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
     """Jobs stuck in 'doing' under a silent worker: slot jobs are handed to a new job, other jobs retried."""
     from procrastinate import sql as psql
 
-    from core.jobs import GENERATE_SLOT, get_app
+    from core.jobs import GENERATE_SLOT, get_app, retry_stalled_job
 
     app = get_app()
     rows = app.connector.get_sync_connector().execute_query_all(
@@ -129,7 +131,7 @@ def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
 
                 requeue_stalled_cell(cell_id=row["args"]["cell_id"])
             _close_calls_of_jobs([row["id"]], f"worker lost: {reason}")
-            app.job_manager.retry_job_by_id(job_id=row["id"], retry_at=datetime.now(timezone.utc))
+            retry_stalled_job(job_id=row["id"])  # an embed_pending job whose successor waits is failed instead
             log.warning("stalled job %s (%s) retried", row["id"], row["task_name"])
         recovered += 1
     return recovered

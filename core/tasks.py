@@ -16,7 +16,7 @@ import procrastinate
 from procrastinate import JobContext
 
 from core.generation import execute_variation
-from core.jobs import EMBED_BACKFILL, EMBED_QUEUE, EMBED_SUBJECTS, GENERATE_SLOT, GENERATION_QUEUE
+from core.jobs import EMBED_BACKFILL, EMBED_PENDING, EMBED_QUEUE, EMBED_SUBJECTS, GENERATE_SLOT, GENERATION_QUEUE
 from core.settings import get_settings
 
 _lock = threading.Lock()
@@ -76,6 +76,16 @@ def embed_subjects(*, subject_type: str, ids: list[int], spaces: list[str] | Non
     return embeddings.embed_subjects(subject_type=subject_type, ids=ids, spaces=spaces).__dict__
 
 
+def embed_pending() -> dict:
+    """Embed every subject waiting in the pending set (see core.jobs.request_embedding)."""
+    from core import embeddings, jobs
+
+    report, more = embeddings.embed_pending()
+    if more:
+        jobs.defer_embed_pending()
+    return report.__dict__
+
+
 def register(app: procrastinate.App) -> None:
     app.task(name=GENERATE_SLOT, queue=GENERATION_QUEUE, pass_context=True)(generate_slot)
     from core.experiments import GENERATE_CELL
@@ -83,6 +93,7 @@ def register(app: procrastinate.App) -> None:
     app.task(name=GENERATE_CELL, queue=GENERATION_QUEUE, pass_context=True)(generate_experiment_cell)
     app.task(name=EMBED_BACKFILL, queue=EMBED_QUEUE)(embed_backfill)
     app.task(name=EMBED_SUBJECTS, queue=EMBED_QUEUE)(embed_subjects)
+    app.task(name=EMBED_PENDING, queue=EMBED_QUEUE)(embed_pending)
     from core.jobs import COMPUTE_PROJECTION, PROJECTION_QUEUE
 
     app.task(name=COMPUTE_PROJECTION, queue=PROJECTION_QUEUE)(compute_projection)

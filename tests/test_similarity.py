@@ -172,12 +172,11 @@ def test_unreadable_image_fails_alone_and_keeps_the_others(gallery):
     assert {r["status"] for sid, r in rows.items() if sid != ruby_ref.id} == {"current"}
 
 
-def test_a_save_queues_one_embedding_job_with_the_subject(editor):
+def test_a_save_queues_the_subject_and_one_embedding_job(editor):
     ch = characters.create_character(data=CharacterInput(name="Queued Quinn"), editor=editor)
     with session_scope() as s:
-        args = s.execute(sa.text("select args from procrastinate_jobs where task_name = :t"),
-                         {"t": jobs.EMBED_SUBJECTS}).scalars().all()
-    assert args == [{"subject_type": "character", "ids": [ch.id], "spaces": None}]
+        names = s.execute(sa.text("select task_name from procrastinate_jobs")).scalars().all()
+    assert names == [jobs.EMBED_PENDING]  # the subject waits in the pending set (its 'queued' row)
     assert [r["status"] for r in embeddings.character_status()] == ["queued"]
     run_worker(queues=["embeddings"])
     assert [r["status"] for r in embeddings.character_status()] == ["current"]
