@@ -200,10 +200,11 @@ def _precheck(data: bytes, *, max_bytes: int, filename: str | None) -> tuple[str
     return filename, label
 
 
-def inspect_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, filename: str | None = None, claimed_mime: str | None = None,
-) -> ImageInfo:
-    """Facts about `data` after a full decode of its first frame, or ImageRejected with a message for the editor."""
+@contextmanager
+def _decoded(data: bytes, *, max_bytes: int, max_pixels: int, filename: str | None, claimed_mime: str | None,
+             ) -> Iterator[tuple[Image.Image, str, int, str]]:
+    """The decoded first frame with its format, frame count and label; everything done with it inside the
+    `with` (re-encoding too) is under the same guard, so any Pillow failure becomes our own refusal."""
     filename, label = _precheck(data, max_bytes=max_bytes, filename=filename)
     claimed = _claimed_format(filename, claimed_mime, label)
     stage = ["header"]
@@ -212,7 +213,16 @@ def inspect_image(
             fmt, frames = _check_header(img, label, max_pixels=max_pixels, claimed=claimed)
             stage[0] = "pixels"
             img.load()
-            return ImageInfo(fmt, ALLOWED_FORMATS[fmt], EXTENSIONS[fmt], img.width, img.height, len(data), frames)
+            yield img, fmt, frames, label
+
+
+def inspect_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, filename: str | None = None, claimed_mime: str | None = None,
+) -> ImageInfo:
+    """Facts about `data` after a full decode of its first frame, or ImageRejected with a message for the editor."""
+    with _decoded(data, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename,
+                  claimed_mime=claimed_mime) as (img, fmt, frames, _label):
+        return ImageInfo(fmt, ALLOWED_FORMATS[fmt], EXTENSIONS[fmt], img.width, img.height, len(data), frames)
 
 
 def _is_lossless_webp(data: bytes) -> bool:
@@ -294,20 +304,14 @@ def prepare_for_storage(
 ) -> StoredImage:
     """Inspect `data` and re-encode its first frame: the bytes to store (never the upload itself), their facts,
     a thumbnail and notes for the editor. Raises ImageRejected with a specific message for any bad file."""
-    filename, label = _precheck(data, max_bytes=max_bytes, filename=filename)
-    claimed = _claimed_format(filename, claimed_mime, label)
     notes: list[str] = []
-    stage = ["header"]
-    with _pillow_guard(label, stage, max_pixels):
-        with _open(data, label) as img:
-            fmt, frames = _check_header(img, label, max_pixels=max_pixels, claimed=claimed)
-            stage[0] = "pixels"
-            img.load()
-            if frames > 1:
-                kind = "a multi-picture (MPO) photo" if img.format == "MPO" else f"an animated {fmt}"
-                notes.append(f"It is {kind} with {frames} frames; only the first frame was kept.")
-            upright = _upright(img, notes, label)
-            stored = _encode(upright, img, fmt, data, notes)
-            thumb = thumbnail_of(upright, size=thumb_size)
-            info = ImageInfo(fmt, ALLOWED_FORMATS[fmt], EXTENSIONS[fmt], upright.width, upright.height, len(stored))
+    with _decoded(data, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename,
+                  claimed_mime=claimed_mime) as (img, fmt, frames, label):
+        if frames > 1:
+            kind = "a multi-picture (MPO) photo" if img.format == "MPO" else f"an animated {fmt}"
+            notes.append(f"It is {kind} with {frames} frames; only the first frame was kept.")
+        upright = _upright(img, notes, label)
+        stored = _encode(upright, img, fmt, data, notes)
+        thumb = thumbnail_of(upright, size=thumb_size)
+        info = ImageInfo(fmt, ALLOWED_FORMATS[fmt], EXTENSIONS[fmt], upright.width, upright.height, len(stored))
     return StoredImage(stored, info, thumb, tuple(notes))
