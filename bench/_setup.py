@@ -7,7 +7,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# A script in bench/ has bench/ first on sys.path, and bench/pages.py would then shadow the app's pages/
+# folder (`from pages._common import …` inside a page rendered by AppTest): the project root replaces it.
+# Bench helpers are imported as `bench._fill`.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (_BENCH, ROOT)]
 
 
 def bench_database(name: str) -> str:

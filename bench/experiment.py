@@ -14,7 +14,7 @@ import statistics
 import time
 
 from _setup import ROOT, bench_database
-from generation import start_workers, stop
+from bench.generation import start_workers, stop
 
 LATENCY_S = 1.0
 CHARACTERS, SLOTS = 12, ["portrait_front", "action_pose", "outfit_variation"]

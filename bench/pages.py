@@ -11,19 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 
 from _setup import ROOT, bench_database
 
-# this script is bench/pages.py: with bench/ first on sys.path, `import pages._common` inside the app's pages
-# would find this file instead of the project's pages/ folder
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 TIMEOUT_S = 120
 PAGES = ["pages/home.py", "pages/characters.py", "pages/styles.py", "pages/review.py", "pages/search.py",
-         "pages/embeddings.py", "pages/map.py", "pages/prompts.py", "pages/activity.py"]
+         "pages/embeddings.py", "pages/map.py", "pages/prompts.py", "pages/activity.py", "pages/duplicates.py",
+         "pages/experiments.py"]
 
 
 def _render(page: str, params: dict[str, str]) -> tuple[float, float, list[str]]:

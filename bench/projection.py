@@ -176,10 +176,10 @@ def main() -> None:
             assert st.n_transform == 100 and not st.needs_placement
             print(f"transform: 100 new points placed in {results['transform_s_100']:.1f} s through the queue "
                   f"(load model, transform, write), no refit")
-            cold, warm = render_seconds()
-            results["render_s_10k"], results["render_cold_s_10k"] = warm, cold
-            print(f"page render, cached {n + 100:,}-point map (AppTest): {warm:.2f} s warm (median of 3), "
-                  f"{cold:.2f} s first run in the process (imports)")
+            render_cold, render_warm = render_seconds()
+            results["render_s_10k"], results["render_cold_s_10k"] = render_warm, render_cold
+            print(f"page render, cached {n + 100:,}-point map (AppTest): {render_warm:.2f} s warm (median of 3), "
+                  f"{render_cold:.2f} s first run in the process (imports)")
 
             model = projection.load_model(p)
             vs = projection.load_vectors(space="text-local", subject_type="character")

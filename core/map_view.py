@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import sqlalchemy as sa
@@ -155,12 +156,16 @@ def build_figure(df: pd.DataFrame, *, color_by: str, subject_type: str, highligh
     size = 9 if n < 200 else 6 if n < 3000 else 4
     hover = hover_texts(df) if n else []
     xs, ys, ids = df["x"].to_numpy(), df["y"].to_numpy(), df["subject_id"].to_numpy()
-    symbols = [ARCHIVED_SYMBOL if a else "circle" for a in df["archived"]] if n else []
+    archived = df["archived"].to_numpy(dtype=bool) if n else np.zeros(0, dtype=bool)
+    hover_arr = np.asarray(hover, dtype=object)
     for g in groups(df, column):
+        idx = np.asarray(g.index, dtype=int)
+        # a per-point symbol list only where a group has archived points: plotly validates every list entry
+        symbol = np.where(archived[idx], ARCHIVED_SYMBOL, "circle") if archived[idx].any() else "circle"
         fig.add_trace(go.Scattergl(
-            x=xs[g.index], y=ys[g.index], customdata=ids[g.index], text=[hover[i] for i in g.index],
-            mode="markers", name=f"{escape_html(g.label)} ({len(g.index)})", hovertemplate="%{text}<extra></extra>",
-            marker={"size": size, "color": g.colour, "line": {"width": 0}, "symbol": [symbols[i] for i in g.index]},
+            x=xs[idx], y=ys[idx], customdata=ids[idx], text=hover_arr[idx],
+            mode="markers", name=f"{escape_html(g.label)} ({len(idx)})", hovertemplate="%{text}<extra></extra>",
+            marker={"size": size, "color": g.colour, "line": {"width": 0}, "symbol": symbol},
             selected={"marker": {"opacity": 1.0}}, unselected={"marker": {"opacity": 0.25}}))
     if highlight_ids:
         mask = df["subject_id"].isin(highlight_ids).to_numpy()

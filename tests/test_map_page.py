@@ -172,8 +172,9 @@ def _marker_symbols(at) -> dict[int, str]:
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     out = {}
     for t in spec["data"]:
-        for cd, sym in zip(_array(t["customdata"]), t["marker"]["symbol"]):
-            out[cd] = sym
+        ids, sym = _array(t["customdata"]), t["marker"]["symbol"]
+        syms = [sym] * len(ids) if isinstance(sym, str) else _array(sym)  # one symbol for a group: a scalar
+        out.update(zip(ids, syms))
     return out
 
 
