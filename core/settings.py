@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     embedding_torch_threads: int = Field(default=0, description="torch threads for local models; 0 = every core")
     off_model_drift: float | None = Field(default=None, description="drift above this flags a variation off-model; "
                                           "unset = the value calibrated by bench/visual.py for the image space")
+    map_tsne_max_points: int = Field(default=1_500, description="Maps of up to this many points use t-SNE (no JIT "
+                                     "compile on a fresh machine); bigger ones UMAP")
     embedding_model_cache: Path = Field(default=PROJECT_ROOT / "data" / "models",
                                         description="Where the ONNX export of the local text model is kept")
     embedding_warmup: bool = Field(default=True, description="Load the text model in the web process at start "

@@ -12,6 +12,7 @@ from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
 GRID_PER_PAGE = 24
+METHOD_LABELS = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
 GRID_COLUMNS = 6
 SEL_KEY = "map_selection"  # {"sig": figure signature, "ids": [...]}: survives a redrawn figure
 
@@ -118,8 +119,8 @@ n_archived = int(df["archived"].sum()) if len(df) else 0
 if n_archived:
     if not st.toggle(f"Show archived characters ({n_archived}, drawn as ✕)", value=True, key="map_show_archived"):
         df = df[~df["archived"]].reset_index(drop=True)
-st.caption(f"{len(df):,} points · {cur.method.upper()} (n_neighbors {cur.n_neighbors}, min_dist {cur.min_dist:g}, "
-           f"{cur.metric}) · computed by {cur.created_by or 'unknown'} "
+st.caption(f"{len(df):,} points · {METHOD_LABELS.get(cur.method, cur.method.upper())} (n_neighbors {cur.n_neighbors}, min_dist {cur.min_dist:g}, "
+           f"{cur.metric}) · computed by {md(cur.created_by or 'unknown')} "
            f"{cur.fitted_at:%Y-%m-%d %H:%M} UTC in {cur.fit_seconds or 0:.1f} s · drag to box-select, "
            "lasso from the toolbar, click a point to preview it")
 

@@ -29,7 +29,7 @@ def test_box_select_on_the_map_fills_the_grid(editor):
     with streamlit_server() as url, browser_page() as page:
         page.goto(f"{url}/map")
         _set_editor(page)
-        page.get_by_text("12 points · UMAP").wait_for()
+        page.get_by_text("12 points · t-SNE").wait_for()
         plot = page.locator("[data-testid='stPlotlyChart'] .nsewdrag").first
         plot.wait_for()
         page.get_by_text("Nothing selected yet.").wait_for()

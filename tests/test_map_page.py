@@ -83,7 +83,7 @@ def test_compute_character_map_select_a_group_and_tag_it(editor):
 
     at = _page("pages/map.py")
     assert not at.exception
-    assert any("12 points · UMAP (n_neighbors 5" in c.value for c in at.caption)
+    assert any("12 points · t-SNE (n_neighbors 5" in c.value for c in at.caption)
     assert len(chart_points(at)) == 12
     assert "Click a point to preview it" in _texts(at)
 

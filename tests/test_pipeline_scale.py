@@ -154,13 +154,15 @@ def test_exact_knn_matches_brute_force(n, q, k, seed):
     assert np.allclose(np.take_along_axis(full, idx, axis=1), dist, atol=1e-3)  # indices point at them
 
 
-def test_new_points_land_next_to_their_fitted_neighbours():
+@pytest.mark.parametrize("tsne_max, method", [(0, "umap"), (1500, "tsne")])
+def test_new_points_land_next_to_their_fitted_neighbours(settings_override, tsne_max, method):
+    settings_override(map_tsne_max_points=tsne_max)
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(3, 64))
     lab = np.repeat([0, 1, 2], 40)
     x = (centres[lab] + 0.2 * rng.normal(size=(120, 64))).astype(np.float32)
     res = projection.fit(x, projection.ProjectionParams(n_neighbors=10, n_epochs=50, random_state=1))
-    assert res.method == "umap"
+    assert res.method == method
     new = (centres[[0, 2]] + 0.2 * rng.normal(size=(2, 64))).astype(np.float32)
     coords, _ = projection.place(res.model, new)
     for point, c in zip(coords, (0, 2)):

@@ -17,6 +17,12 @@ from db.engine import session_scope
 from tests.test_generation import run_worker
 
 SPACE = "text-local"
+
+
+@pytest.fixture(autouse=True)
+def umap_for_every_size(settings_override):
+    """These tests exercise the UMAP path on small sets; t-SNE for small maps has its own test below."""
+    settings_override(map_tsne_max_points=0)
 FAST = ProjectionParams(n_neighbors=5, min_dist=0.1, metric="cosine", n_epochs=30, random_state=7)
 
 
@@ -181,3 +187,26 @@ def test_a_map_whose_worker_vanished_is_reported_abandoned():
     with session_scope() as s:  # the job is gone (e.g. cancelled by an operator) but the row says queued
         s.execute(sa.text("update procrastinate_jobs set status = 'cancelled'"))
     assert projection.abandoned(projection.get_projection(projection_id=p.id))
+
+
+def test_small_maps_use_tsne_keep_neighbourhoods_and_place_new_points(settings_override):
+    """Up to MAP_TSNE_MAX_POINTS a map is t-SNE (no numba compile on a fresh machine): it keeps
+    neighbourhoods better than PCA, and new points are placed next to their fitted neighbours."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import trustworthiness
+
+    settings_override(map_tsne_max_points=1500)
+    x = clustered(120, centres=4)
+    store(range(1, 121), x)
+    p = fit_now()
+    assert p.status == "ready" and p.method == "tsne" and p.n_points == 120
+    pts = points(p.id)
+    coords = np.array([(pts[i]["x"], pts[i]["y"]) for i in range(1, 121)])
+    pca2 = PCA(n_components=2, random_state=0).fit_transform(x)
+    assert trustworthiness(x, coords, n_neighbors=10, metric="cosine") > \
+        trustworthiness(x, pca2, n_neighbors=10, metric="cosine")
+    store(range(121, 124), clustered(3, seed=9))
+    projection.request_placement(projection_id=p.id)
+    run_worker(queues=None)
+    placed = points(p.id)
+    assert all(placed[i]["placed_by"] == "transform" for i in range(121, 124))
