@@ -352,15 +352,17 @@ def avatar_paths(character_ids: list[int]) -> dict[int, str]:
     """Approved portrait_front thumbnail, else the first reference's thumbnail."""
     if not character_ids:
         return {}
+    # one array parameter, not IN (...) with a bind per id: the map asks for 10,000 characters at once
+    wanted = sa.any_(sa.cast(sa.literal(list(character_ids)), sa.ARRAY(sa.Integer)))
     with session_scope() as s:
         approved = s.execute(
             sa.select(Variation.character_id, Variation.thumb_path)
-            .where(Variation.character_id.in_(character_ids), Variation.slot_key == "portrait_front",
+            .where(Variation.character_id == wanted, Variation.slot_key == "portrait_front",
                    Variation.review_status == "approved")
             .order_by(Variation.character_id, Variation.id.desc()).distinct(Variation.character_id)).all()
         refs = s.execute(
             sa.select(ReferenceImage.character_id, ReferenceImage.thumb_path)
-            .where(ReferenceImage.character_id.in_(character_ids))
+            .where(ReferenceImage.character_id == wanted)
             .order_by(ReferenceImage.character_id, ReferenceImage.position, ReferenceImage.id)
             .distinct(ReferenceImage.character_id)).all()
     out = {cid: p for cid, p in refs}
