@@ -6,19 +6,13 @@ from core.characters import CharacterInput
 from core.image_embedders import IMAGE_LEARNED
 from tests.browser import ARTIFACTS, browser_page, chromium_available, streamlit_server, worker_process
 from tests.photos import another_view, photo, png
+from tests.test_browser import _set_editor
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not chromium_available(), reason="Debian chromium not installed (.ci/run installs it)"),
 ]
 
-
-def _set_editor(page, name="Playwright Pat"):
-    box = page.get_by_role("textbox", name="Your name")
-    box.fill(name)
-    box.press("Enter")
-    page.get_by_text("Enter your name to save changes.").wait_for(state="detached")
-    page.wait_for_timeout(500)
 
 
 def test_upload_an_image_find_its_nearest_images_then_open_duplicates(editor, tmp_path):
