@@ -1,10 +1,10 @@
-"""all-MiniLM-L6-v2 through ONNX Runtime: the same vectors as sentence-transformers, about 1.7× faster on CPU.
+"""all-MiniLM-L6-v2 through ONNX Runtime: vectors within cosine 0.995 of sentence-transformers', faster on CPU.
 
 Why: bench/embed.py measured the torch path at 183 texts/s on 2 cores; the target is 300. int8 dynamic
-quantisation of the torch model was faster but moved short texts' vectors down to cosine 0.89-0.94 of
-today's, which would silently reshuffle search results, so it is not used. ONNX Runtime runs the same
-fp32 weights (vectors within cosine 0.9999 of the torch model, asserted in tests/test_pipeline_scale.py),
-with attention, GELU and layer norms fused by ONNX Runtime's BERT optimiser at export.
+quantisation of the whole torch model was faster but moved short texts' vectors down to cosine 0.89-0.94
+of today's, which would silently reshuffle search results. Here ONNX Runtime runs the graph with attention,
+GELU and layer norms fused by its BERT optimiser at export, and int8 per-channel weights only where they
+keep every vector within cosine 0.995 (`quantize`; asserted ≥ 0.99 in tests/test_pipeline_scale.py).
 
 The shipped package has only safetensors weights, so the graph is exported once per machine (torch.onnx,
 ~30 s) into EMBEDDING_MODEL_CACHE (default data/models) and written atomically; later processes load the
@@ -26,6 +26,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_TOKENS = 256  # sentence_bert_config.json max_seq_length
+MODEL_FILE = "all-MiniLM-L6-v2.fused-q8.onnx"  # a new name whenever the export changes: old files are not reused
 BATCH = 32  # measured best for 8-30 word texts on 2 cores (64 and 128 pad more)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -69,12 +70,33 @@ def export(model_path: Path, target: Path) -> None:
                               dynamic_axes={k: {0: "batch", 1: "tokens"} for k in (*INPUTS, "last_hidden_state")})
             optimize_model(tmp, model_type="bert", num_heads=model.config.num_attention_heads,
                            hidden_size=model.config.hidden_size).save_model_to_file(tmp)
+        quantize(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp makes it private; other processes of the team read it
         os.replace(tmp, target)  # atomic: a concurrent process sees the whole file or none
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     log.info("exported %s to ONNX in %.1f s: %s", model_path.name, time.perf_counter() - t0, target)
+
+
+def quantize(path: Path) -> None:
+    """int8 weights (per output channel) for the attention projections and the feed-forward input layer, in place.
+
+    Measured on 1,000 texts of 8-30 words: 1.16x the fp32 throughput, every vector within cosine 0.995 of
+    the fp32 one (median 0.998). The feed-forward output layers stay fp32: quantising them too was 1.7x
+    faster but moved short texts to cosine 0.989, below the 0.99 the embeddings must keep.
+    """
+    import re
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(path)).graph
+    keep_fp32 = [n.name for n in graph.node if n.op_type == "MatMul" and re.search(r"/layer\.\d+/output/dense/", n.name)]
+    out = path.with_suffix(".q8.onnx")
+    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"],
+                     nodes_to_exclude=keep_fp32, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    os.replace(out, path)
 
 
 def export_in_background_process(model_path: Path, target: Path) -> None:
