@@ -25,17 +25,21 @@ def test_upload_an_image_find_its_nearest_images_then_open_duplicates(editor, tm
     query = tmp_path / "cat-from-another-angle.png"
     query.write_bytes(png(another_view(cat), side=300))
     with worker_process(), streamlit_server() as url, browser_page() as page:
-        for _ in range(400):  # the uploads queued embedding jobs; the worker runs them (and loads the model)
-            if [r["status"] for r in embeddings.status_rows(subject_type="reference", space=IMAGE_LEARNED)] == \
-                    ["current"] * 3:
+        for _ in range(600):  # the uploads queued embedding jobs; the worker runs them (and loads the model)
+            states = [r["status"] for r in embeddings.status_rows(subject_type="reference", space=IMAGE_LEARNED)]
+            if states == ["current"] * 3:
                 break
             page.wait_for_timeout(300)
+        else:
+            pytest.fail(f"the worker did not embed the three references: {states}")
         page.goto(f"{url}/search")
         page.get_by_text("Type a description to search by meaning").wait_for()
         page.locator("[data-testid='stMain']").get_by_text("Similar images").first.click()
         page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(query))
         page.get_by_text("Images most like").wait_for(timeout=90_000)
         page.get_by_role("button", name="Find similar").first.wait_for()
+        main = page.locator("[data-testid='stMain']")
+        main.locator("strong", has_text="Barista").first.wait_for()  # every card drawn, not a half-rendered list
         names = page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer'] strong").all_inner_texts()
         cards = [n for n in names if n in ("Whiskers", "Barista")]
         assert cards[:3] == ["Whiskers", "Whiskers", "Barista"], names  # both cat photos before the coffee
