@@ -1,4 +1,5 @@
-"""The 2-D layouts behind the map: UMAP for big sets, t-SNE for small ones, exact nearest neighbours.
+"""The 2-D layouts behind the map: UMAP for big sets, t-SNE for small ones, exact nearest neighbours,
+automatic clusters, and `fit` / `place` over them (pure numerics: no rows, no jobs).
 
 Split from core/projection.py (which owns the map rows, jobs and staleness) so the numeric part reads on
 its own. The reducers are pickled with each fitted map and reused to place new points; core.projection
@@ -6,12 +7,23 @@ re-exports them, so maps pickled before the split still load.
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.errors import ValidationError
+from core.settings import PROJECT_ROOT, get_settings
+
 if TYPE_CHECKING:
     from core.projection import ProjectionParams
+
+# Automatic clusters: KMeans on the (unit-normalised) original vectors, k grows with the set.
+MAX_CLUSTERS = 12
+MIN_CLUSTERS = 2
+NUMBA_CACHE_DEFAULT = PROJECT_ROOT / "data" / "numba-cache"
 
 # UMAP runs on the first PCA_DIMS principal components (see UmapReducer), and big sets use fewer epochs
 # (UMAP's own default is 500 epochs up to 10k points, 200 above).
@@ -142,3 +154,95 @@ def exact_knn(queries: np.ndarray, points: np.ndarray, *, k: int) -> tuple[np.nd
         idx[start:start + len(q)] = np.take_along_axis(part, order, axis=1)
         dist[start:start + len(q)] = np.sqrt(np.take_along_axis(pd, order, axis=1))
     return idx, dist
+
+
+def ensure_numba_cache() -> None:
+    """numba compiles UMAP's kernels on first use (15-30 s); a writable cache makes later processes fast.
+
+    Not everything caches: pynndescent generates its nearest-neighbour-descent kernels per metric
+    at run time, so the first set above 4,096 points in a worker process (UMAP's exact-kNN limit)
+    still compiles them once (measured 40-60 s on 2 busy cores); later fits in that process don't.
+    """
+    path = Path(os.environ.setdefault("NUMBA_CACHE_DIR", str(NUMBA_CACHE_DEFAULT)))
+    path.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class FitResult:
+    method: str
+    coords: np.ndarray  # (n, 2) float32
+    clusters: np.ndarray  # (n,) int
+    model: dict  # what gets pickled: {"reducer": …, "kmeans": …, "method": …}
+    message: str = ""
+
+
+def cluster_count(n: int) -> int:
+    """k for automatic clusters: about sqrt(n/2), at least 2, at most MAX_CLUSTERS, never more than n."""
+    if n < 3:
+        return 1
+    return int(min(MAX_CLUSTERS, n - 1, max(MIN_CLUSTERS, round((n / 2) ** 0.5))))
+
+
+def _kmeans(x: np.ndarray):
+    from sklearn.cluster import KMeans
+
+    k = cluster_count(len(x))
+    if k < 2:
+        return None, np.zeros(len(x), dtype=np.int32)
+    km = KMeans(n_clusters=k, n_init=1, random_state=0).fit(_normalise(x))  # n_init=3 cost 10+ s at 10k
+    return km, km.labels_.astype(np.int32)
+
+
+def _pca_coords(x: np.ndarray):
+    from sklearn.decomposition import PCA
+
+    n_comp = max(1, min(2, len(x) - 1, x.shape[1]))  # 2 points span one direction
+    pca = PCA(n_components=n_comp, random_state=0).fit(x)
+    return pca, _pad2(pca.transform(x))
+
+
+def _pad2(c: np.ndarray) -> np.ndarray:
+    """PCA of 2 points has one component: draw them on a line (y = 0)."""
+    c = np.asarray(c, dtype=np.float32)
+    if c.shape[1] < 2:
+        c = np.hstack([c, np.zeros((len(c), 2 - c.shape[1]), dtype=np.float32)])
+    return c
+
+
+def fit(vectors: np.ndarray, params: ProjectionParams) -> FitResult:
+    """Lay out `vectors` in 2-D: UMAP when the set is large enough, else a fallback that says why."""
+    n = len(vectors)
+    if n == 0:
+        return FitResult("trivial", np.zeros((0, 2), np.float32), np.zeros(0, np.int32),
+                         {"method": "trivial", "reducer": None, "kmeans": None},
+                         "No embeddings in this set yet: the map is empty.")
+    if n == 1:
+        return FitResult("trivial", np.zeros((1, 2), np.float32), np.zeros(1, np.int32),
+                         {"method": "trivial", "reducer": None, "kmeans": None},
+                         "Only one point: it sits in the middle. A map needs more points to show neighbourhoods.")
+    km, clusters = _kmeans(vectors)
+    if n <= params.n_neighbors:
+        pca, coords = _pca_coords(vectors)
+        return FitResult("pca", coords, clusters, {"method": "pca", "reducer": pca, "kmeans": km},
+                         f"Only {n} points, not more than n_neighbors ({params.n_neighbors}): laid out with PCA "
+                         f"instead of UMAP. Lower n_neighbors or add points for a UMAP map.")
+    if n <= get_settings().map_tsne_max_points:
+        reducer: UmapReducer = TsneReducer(params, n)
+        coords = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+        return FitResult("tsne", coords, clusters, {"method": "tsne", "reducer": reducer, "kmeans": km})
+    ensure_numba_cache()
+    reducer = UmapReducer(params, n)
+    coords = np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+    return FitResult("umap", coords, clusters, {"method": "umap", "reducer": reducer, "kmeans": km})
+
+
+def place(model: dict, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates and clusters for new vectors from a fitted model, without refitting."""
+    if model.get("reducer") is None:
+        raise ValidationError("This map has no fitted model to place points with: recompute it.")
+    if model["method"] == "umap":
+        ensure_numba_cache()
+    coords = _pad2(np.asarray(model["reducer"].transform(vectors), dtype=np.float32))
+    km = model.get("kmeans")
+    clusters = km.predict(_normalise(vectors)).astype(np.int32) if km is not None else np.zeros(len(vectors), np.int32)
+    return coords, clusters
