@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from core import embedding_status
 from core import embedding_spaces, embeddings, jobs, tags
 from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
@@ -19,8 +20,8 @@ running = jobs.pending_jobs(*jobs.EMBED_TASKS) > 0
 
 @st.fragment(run_every=2 if running else None)
 def status_view() -> None:
-    all_rows = embeddings.status_all()
-    overview = embeddings.status_overview(all_rows)
+    all_rows = embedding_status.status_all()
+    overview = embedding_status.status_overview(all_rows)
     total = sum(r["total"] for r in overview)
     if total == 0:
         st.info("Nothing to embed yet. Create characters (or load the demo cast on the Overview page); "

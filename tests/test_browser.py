@@ -112,7 +112,7 @@ def test_generate_review_reject_regenerate_and_approve(editor):
 
 
 def test_search_by_text_then_find_similar(editor):
-    from core import embeddings
+    from core import embedding_status
     from core.characters import CharacterInput
     from tests.browser import worker_process
 
@@ -121,7 +121,7 @@ def test_search_by_text_then_find_similar(editor):
         characters.create_character(data=CharacterInput(name=name, traits=traits), editor=editor)
     with worker_process(), streamlit_server() as url, browser_page() as page:
         for _ in range(200):  # the saves queued embedding jobs; the worker runs them
-            if {r["status"] for r in embeddings.character_status()} == {"current"}:
+            if {r["status"] for r in embedding_status.character_status()} == {"current"}:
                 break
             page.wait_for_timeout(300)
         page.goto(f"{url}/search")

@@ -1,7 +1,8 @@
 """Image search and Duplicates in headless Chromium: real server, real worker, real photographs."""
 import pytest
 
-from core import characters, duplicates, embeddings, references
+from core import embedding_status
+from core import characters, duplicates, references
 from core.characters import CharacterInput
 from core.image_embedders import IMAGE_LEARNED
 from tests.browser import ARTIFACTS, browser_page, chromium_available, streamlit_server, worker_process
@@ -26,7 +27,7 @@ def test_upload_an_image_find_its_nearest_images_then_open_duplicates(editor, tm
     query.write_bytes(png(another_view(cat), side=300))
     with worker_process(), streamlit_server() as url, browser_page() as page:
         for _ in range(600):  # the uploads queued embedding jobs; the worker runs them (and loads the model)
-            states = [r["status"] for r in embeddings.status_rows(subject_type="reference", space=IMAGE_LEARNED)]
+            states = [r["status"] for r in embedding_status.status_rows(subject_type="reference", space=IMAGE_LEARNED)]
             if states == ["current"] * 3:
                 break
             page.wait_for_timeout(300)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from core import embedding_status
 from core import characters, embedding_spaces, embeddings, similarity, styles
 from core.characters import CharacterInput
 from db.engine import session_scope
@@ -24,10 +25,10 @@ def test_second_run_makes_zero_model_calls_and_edit_makes_stale(editor):
     assert (first.embedded, first.unchanged, first.model_calls) == (4, 0, 1)
     again = embeddings.embed_characters()
     assert (again.embedded, again.unchanged, again.model_calls) == (0, 4, 0)
-    assert {r["status"] for r in embeddings.character_status()} == {"current"}
+    assert {r["status"] for r in embedding_status.character_status()} == {"current"}
     characters.update_character(character_id=cast[1].id, expected_version=1, editor=editor,
                                 data=CharacterInput(name="Bram Copperkettle", traits=["inventor"]))
-    status = {r["name"]: r["status"] for r in embeddings.character_status()}
+    status = {r["name"]: r["status"] for r in embedding_status.character_status()}
     assert status["Bram Copperkettle"] == "queued" and status["Ayla Stormwind"] == "current"  # the save queued a job
     third = embeddings.embed_characters()
     assert (third.embedded, third.unchanged, third.model_calls) == (1, 3, 1)
@@ -41,11 +42,11 @@ def test_second_run_makes_zero_model_calls_and_edit_makes_stale(editor):
     ink = styles.get_style(style_id=ink.id)
     styles.update_style(style_id=ink.id, expected_version=ink.version,
                         data=styles.StyleInput(name="Ink", description="only words"), editor=editor)
-    assert {r["status"] for r in embeddings.character_status()} == {"current"}  # not renamed: nothing to redo
+    assert {r["status"] for r in embedding_status.character_status()} == {"current"}  # not renamed: nothing to redo
     ink = styles.get_style(style_id=ink.id)
     styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Woodcut"),
                         editor=editor)
-    status = {r["name"]: r["status"] for r in embeddings.character_status()}
+    status = {r["name"]: r["status"] for r in embedding_status.character_status()}
     assert status == {"Ayla Stormwind": "queued", "Bram Copperkettle": "current", "Sable Nyx": "current",
                       "Pip Thimble": "current"}
     with session_scope() as s:
@@ -55,7 +56,7 @@ def test_second_run_makes_zero_model_calls_and_edit_makes_stale(editor):
     from tests.test_generation import run_worker
 
     run_worker(queues=None)  # the queued job, as a worker would run it
-    status = {r["name"]: r["status"] for r in embeddings.character_status()}
+    status = {r["name"]: r["status"] for r in embedding_status.character_status()}
     assert set(status.values()) == {"current"}
 
 

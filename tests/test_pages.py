@@ -234,7 +234,7 @@ def _overview(at: AppTest, subject: str) -> dict:
 
 
 def test_embeddings_status_jobs_bulk_reembed_then_search_and_find_similar(editor):
-    from core import embeddings
+    from core import embedding_status
     from tests.test_generation import run_worker
 
     ink = styles.create_style(data=styles.StyleInput(name="Ink"), editor=editor)
@@ -264,7 +264,7 @@ def test_embeddings_status_jobs_bulk_reembed_then_search_and_find_similar(editor
     assert not at.exception
     assert any("Re-embed stale: 3 queued" in s.value for s in at.success)
     run_worker(queues=None)
-    assert {r["status"] for r in embeddings.character_status()} == {"current"}
+    assert {r["status"] for r in embedding_status.character_status()} == {"current"}
 
     at = _page("pages/search.py")
     assert any("Type a description" in i.value for i in at.info)

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings, strategies as st
 
+from core import embedding_status
 from core import characters, embedding_spaces, embeddings, generation, jobs, projection
 from core.characters import CharacterInput
 from db.engine import get_engine, session_scope
@@ -108,10 +109,10 @@ def test_many_requests_coalesce_into_one_embedding_job(editor):
     pending = _jobs(jobs.EMBED_PENDING)
     assert len(pending) == 1 and pending[0]["status"] == "todo"  # 16 requests, one waiting job
     assert not _jobs(jobs.EMBED_SUBJECTS)
-    rows = embeddings.character_status()
+    rows = embedding_status.character_status()
     assert {r["status"] for r in rows} == {"queued"} and len(rows) == 12
     run_worker(queues=[jobs.EMBED_QUEUE])
-    assert {r["status"] for r in embeddings.character_status()} == {"current"}
+    assert {r["status"] for r in embedding_status.character_status()} == {"current"}
     assert len(_jobs(jobs.EMBED_PENDING)) == 1  # one job embedded all of them
     assert sorted(more) == sorted(ids[:4])
     jobs.request_embedding(subject_type="character", ids=ids[:1])  # after the job ran, a new one is queued
@@ -124,7 +125,7 @@ def test_a_long_backlog_continues_in_a_follow_up_job(editor):
     assert more and report.embedded == 3
     report, more = embeddings.embed_pending(limit=3)
     assert not more and report.embedded == 2
-    assert {r["status"] for r in embeddings.character_status()} == {"current"} and len(ids) == 5
+    assert {r["status"] for r in embedding_status.character_status()} == {"current"} and len(ids) == 5
 
 
 # ---------------------------------------------------------------- 12.4 ONNX model

@@ -5,6 +5,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageDraw
 
+from core import embedding_status
 from core import (characters, embeddings, generation, jobs, media, references, review, similarity, styles,
                   tags)
 from core.characters import CharacterInput
@@ -48,7 +49,7 @@ def gallery(editor):
 
 
 def test_uploads_are_embedded_by_their_jobs_in_text_and_image_space(gallery):
-    rows = {(r["subject_type"], r["space"]): r for r in embeddings.status_overview()}
+    rows = {(r["subject_type"], r["space"]): r for r in embedding_status.status_overview()}
     assert rows[("reference", "image-learned")]["current"] == 4
     assert rows[("reference", "text-local")]["current"] == 4
     assert rows[("character", "text-local")]["current"] == 4
@@ -166,7 +167,7 @@ def test_unreadable_image_fails_alone_and_keeps_the_others(gallery):
         s.execute(sa.text("update embedding set content_hash = 'old' where space = 'image-learned'"))
     rep = embeddings.embed_subjects(subject_type="reference", spaces=["image-learned"])
     assert (rep.embedded, rep.failed) == (3, 1)
-    rows = {r["subject_id"]: r for r in embeddings.status_rows(subject_type="reference", space="image-learned")}
+    rows = {r["subject_id"]: r for r in embedding_status.status_rows(subject_type="reference", space="image-learned")}
     assert rows[ruby_ref.id]["status"] == "failed" and rows[ruby_ref.id]["has_vector"]  # old vector kept
     assert "cannot identify image" in rows[ruby_ref.id]["error"]
     assert {r["status"] for sid, r in rows.items() if sid != ruby_ref.id} == {"current"}
@@ -177,9 +178,9 @@ def test_a_save_queues_the_subject_and_one_embedding_job(editor):
     with session_scope() as s:
         names = s.execute(sa.text("select task_name from procrastinate_jobs")).scalars().all()
     assert names == [jobs.EMBED_PENDING]  # the subject waits in the pending set (its 'queued' row)
-    assert [r["status"] for r in embeddings.character_status()] == ["queued"]
+    assert [r["status"] for r in embedding_status.character_status()] == ["queued"]
     run_worker(queues=["embeddings"])
-    assert [r["status"] for r in embeddings.character_status()] == ["current"]
+    assert [r["status"] for r in embedding_status.character_status()] == ["current"]
     assert similarity.search_text(query="Queued Quinn", k=1).hits[0].subject_id == ch.id
 
 

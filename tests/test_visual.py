@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from core import embedding_status
 from core import characters, drift, duplicates, embeddings, generation, media, references, review, similarity
 from core.characters import CharacterInput
 from core.embedding_spaces import IMAGE_LOCAL, get_embedder
@@ -41,7 +42,7 @@ def _run_with_pictures(character_id: int, editor: str, pictures: list) -> list:
 
 
 def test_uploads_embed_in_the_learned_space_once_with_the_weights_in_the_model_id(cast):
-    overview = {(r["subject_type"], r["space"]): r for r in embeddings.status_overview()}
+    overview = {(r["subject_type"], r["space"]): r for r in embedding_status.status_overview()}
     assert overview[("reference", IMAGE_LEARNED)]["current"] == 4
     assert ("reference", IMAGE_LOCAL) not in overview  # the pixel descriptor is a fallback now, not the default
     with session_scope() as s:
@@ -56,11 +57,11 @@ def test_uploads_embed_in_the_learned_space_once_with_the_weights_in_the_model_i
 def test_a_changed_model_makes_vectors_stale_and_the_backfill_re_embeds_them(cast):
     with session_scope() as s:  # as after a weights upgrade: stored hashes no longer match
         s.execute(sa.text("update embedding set content_hash = 'older-weights' where space = :s"), {"s": IMAGE_LEARNED})
-    stale = [r for r in embeddings.status_rows(subject_type="reference", space=IMAGE_LEARNED) if r["status"] == "stale"]
+    stale = [r for r in embedding_status.status_rows(subject_type="reference", space=IMAGE_LEARNED) if r["status"] == "stale"]
     assert len(stale) == 4
     rep = embeddings.backfill()
     assert rep.embedded == 4 and rep.model_calls == 1  # one batch
-    assert {r["status"] for r in embeddings.status_rows(subject_type="reference", space=IMAGE_LEARNED)} == {"current"}
+    assert {r["status"] for r in embedding_status.status_rows(subject_type="reference", space=IMAGE_LEARNED)} == {"current"}
 
 
 def test_another_view_of_a_photo_finds_its_original_first(cast):
@@ -175,5 +176,5 @@ def test_an_existing_install_re_embeds_its_images_in_the_background_when_a_worke
     assert embeddings.queue_backfill_if_images_behind() is None  # one backfill at a time
     run_worker(queues=["embeddings"])
     assert embeddings.images_behind() == 0
-    assert {r["status"] for r in embeddings.status_rows(subject_type="reference", space=IMAGE_LEARNED)} == {"current"}
+    assert {r["status"] for r in embedding_status.status_rows(subject_type="reference", space=IMAGE_LEARNED)} == {"current"}
     assert embeddings.queue_backfill_if_images_behind() is None
