@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from core import ai_engine, media
 from core.ai_functions import SlotImage
 from core.errors import NotFoundError, ValidationError, require
+from core.run_metadata import run_metadata
 from core.fencing import Claim, SlotLost, claim_slot, enter_provider_call, variation_rel_path
 from core.images import make_thumbnail
 from core.providers import get_provider
@@ -339,24 +340,7 @@ def _maybe_finish_run(run_id: int, *, cancelled: bool = False) -> None:
         s.add(run)
         ch = s.get(Character, run.character_id)
         all_rows = s.execute(sa.select(Variation).where(Variation.run_id == run_id).order_by(Variation.id)).scalars().all()
-        meta = {
-            "run_id": run_id, "character": {"id": ch.id, "slug": ch.slug, "name": ch.name, "base_seed": ch.base_seed},
-            "status": status, "requested_by": run.requested_by, "provider": run.provider,
-            "created_at": run.created_at.isoformat(), "finished_at": run.finished_at.isoformat(),
-            "seed_note": "OpenAI has no seed parameter: seeds are provenance only" if run.provider == "openai"
-            else "offline renderer uses the seed",
-            "slots": [
-                {"slot": v.slot_key, "attempt": v.attempt, "status": v.status, "seed": v.seed, "prompt": v.rendered_prompt,
-                 "template_version": v.template_version, "template_layer": v.template_layer, "provider": v.provider,
-                 "model": v.model, "cost_usd": str(v.cost_usd) if v.cost_usd is not None else None, "error": v.error,
-                 "file": v.path, "started_at": v.started_at.isoformat() if v.started_at else None,
-                 "finished_at": v.finished_at.isoformat() if v.finished_at else None,
-                 "seconds": round((v.finished_at - v.started_at).total_seconds(), 3)
-                 if v.started_at and v.finished_at else None}
-                for v in all_rows
-            ],
-            "total_cost_usd": str(sum((v.cost_usd or Decimal(0)) for v in all_rows)),
-        }
+        meta = run_metadata(run=run, character=ch, rows=all_rows)
         slug = ch.slug
     try:
         media.write_atomic(f"{media.character_dir(slug)}/variations/{run_id}/metadata.json",
