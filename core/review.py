@@ -198,12 +198,8 @@ def _slot_rank(col):
     return sa.func.array_position(sa.literal([s.key for s in shot_list()], sa.ARRAY(sa.Text)), col)
 
 
-def queue_slice(*, filters: ReviewFilter, order: str = "grid", offset: int = 0, limit: int | None = None,
-                off_model_only: bool = False) -> list[QueueItem]:
-    """The review queue (latest completed, unreviewed attempts of the shown characters), ordered and sliced in
-    SQL. Grid order walks characters then the shot list; drift order puts the likely off-model images first
-    (not yet scored ones last). `off_model_only` keeps those whose drift is above the calibrated off-model
-    threshold."""
+def _queue_query(filters: ReviewFilter, order: str, off_model_only: bool):
+    """Latest completed, unreviewed attempts of the shown characters, in queue order."""
     if order not in QUEUE_ORDERS:
         raise ValidationError(f"Unknown queue order '{order}'.")
     chars = _matching_characters(filters).subquery()
@@ -212,14 +208,29 @@ def queue_slice(*, filters: ReviewFilter, order: str = "grid", offset: int = 0, 
     sort = grid_order if order == "grid" else (latest.c.drift_score.desc().nulls_last(), *grid_order)
     q = (sa.select(latest.c.id, chars.c.id, chars.c.name, latest.c.slot_key, latest.c.attempt, latest.c.drift_score)
          .join(chars, chars.c.id == latest.c.character_id)
-         .where(latest.c.status == "completed", latest.c.review_status == "unreviewed")
-         .order_by(*sort).offset(max(0, offset)).limit(limit))
+         .where(latest.c.status == "completed", latest.c.review_status == "unreviewed").order_by(*sort))
     if off_model_only:
         from core.drift import off_model_threshold
 
         q = q.where(latest.c.drift_score > off_model_threshold())
+    return q
+
+
+def queue_slice(*, filters: ReviewFilter, order: str = "grid", offset: int = 0, limit: int | None = None,
+                off_model_only: bool = False) -> list[QueueItem]:
+    """The review queue, ordered and sliced in SQL. Grid order walks characters then the shot list; drift
+    order puts the likely off-model images first (not yet scored ones last). `off_model_only` keeps those
+    whose drift is above the calibrated off-model threshold."""
+    q = _queue_query(filters, order, off_model_only).offset(max(0, offset)).limit(limit)
     with session_scope() as s:
         return [QueueItem(*r) for r in s.execute(q).all()]
+
+
+def queue_size(*, filters: ReviewFilter, off_model_only: bool = False) -> int:
+    """How many images the queue holds, counted in SQL (the page shows "n of N" without loading them)."""
+    q = _queue_query(filters, "grid", off_model_only).order_by(None).subquery()
+    with session_scope() as s:
+        return s.execute(sa.select(sa.func.count()).select_from(q)).scalar_one()
 
 
 def unreviewed_in_order(grid: list[CoverageRow]) -> list[int]:

@@ -206,7 +206,7 @@ def queue_view() -> None:
     off_only = o2.toggle("Only off-model", key="queue_off_model",
                          on_change=lambda: st.session_state.update(queue_pos=0),
                          help=f"Drift above {drift.off_model_threshold():.2f} (calibrated by bench/visual.py).")
-    total = len(review.queue_slice(filters=filters, order=order, off_model_only=True)) if off_only else n_queue
+    total = review.queue_size(filters=filters, off_model_only=True) if off_only else n_queue
     if not total:
         st.success("No unreviewed image is flagged off-model.")
         return

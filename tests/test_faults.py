@@ -14,23 +14,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core import characters, fencing, generation, media, recovery, references, review
-from core.characters import CharacterInput
+from core import fencing, generation, media, recovery, review
 from db.engine import session_scope
 from db.models import AICall, Variation
 from tests.helpers import image_bytes
 from tests.openai_stub import image_ok, start_stub
 
+from tests.test_generation import character  # noqa: F401,E402 (the same fixture: a character with a reference)
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture
-def character(editor):
-    ch = characters.create_character(data=CharacterInput(name="Kira Voss", traits=["cyber arm"]), editor=editor)
-    references.add_reference_upload(character_id=ch.id, data=image_bytes(), filename="r.png", claimed_mime=None,
-                                    editor=editor)
-    return ch
 
 
 @pytest.fixture
