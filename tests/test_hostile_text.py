@@ -224,7 +224,7 @@ def test_concurrent_retry_of_failed_slots_queues_them_once(editor):
 
 def test_review_note_refuses_hidden_characters(editor):
     with pytest.raises(ValidationError, match="U\\+202E"):
-        review._checked_decision("approved", [], "fine\u202e")
+        review.decide(variation_id=1, decision="approved", reviewer=editor, note="fine\u202e")
 
 
 def test_sidebar_name_with_hidden_characters_is_refused_with_a_message():
