@@ -24,6 +24,10 @@ class ConflictError(WorkbenchError):
     """Someone else saved first (optimistic locking); nothing was overwritten."""
 
 
+class PermissionDenied(WorkbenchError):
+    """The signed-in person's role does not allow this write; the message names the role it needs."""
+
+
 class ImageRejected(ValidationError):
     """An upload or download is not an acceptable image."""
 

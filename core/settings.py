@@ -75,6 +75,38 @@ class Settings(BaseSettings):
     embedding_warmup: bool = Field(default=True, description="Load the text model in the web process at start "
                                    "(a save's look-alike check and the first search then don't wait for it)")
 
+    # Team access (core/team): sign-in is on when .streamlit/secrets.toml has an [auth] section
+    streamlit_secrets_file: Path = Field(default=PROJECT_ROOT / ".streamlit" / "secrets.toml",
+                                         description="Where Streamlit's [auth] (OIDC) settings live")
+    admin_emails: str = Field(default="", description="Comma-separated e-mails that are admins on first sign-in")
+    default_role: str = Field(default="viewer", description="Role of a signed-in person who is not a member yet: "
+                              "viewer | reviewer | editor | admin | none (refused until an admin adds them)")
+    local_role: str = Field(default="admin", description="Role of the single local user when sign-in is off")
+    allow_unauthenticated_remote: bool = Field(default=False, description="Serve a non-local address without "
+                                               "sign-in (the operator accepts that anyone who reaches it is admin)")
+    review_claim_ttl_s: float = Field(default=300.0, description="How long a review claim holds an image for one "
+                                      "reviewer without activity")
+    review_votes_required: int = Field(default=1, description="Independent decisions an image needs (2 = double "
+                                       "review; disagreements go to adjudication)")
+
+    @property
+    def admin_identities(self) -> frozenset[str]:
+        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Sign-in is configured: Streamlit's secrets file has an [auth] section (read here without Streamlit)."""
+        import tomllib
+
+        path = self.streamlit_secrets_file
+        try:
+            with open(path, "rb") as fh:
+                return isinstance(tomllib.load(fh).get("auth"), dict)
+        except FileNotFoundError:
+            return False
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise RuntimeError(f"{path} cannot be read ({err}); fix it or remove it to run without sign-in") from err
+
     @property
     def provider_name(self) -> str:
         if self.ai_provider in ("offline", "openai"):

@@ -6,6 +6,8 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import db.models  # noqa: F401  (registers tables on the metadata)
+import db.models_experiments  # noqa: F401
+import db.models_team  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

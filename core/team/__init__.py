@@ -1,0 +1,1 @@
+"""A team on one server: members and roles (access), the audit trail (audit)."""
