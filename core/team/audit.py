@@ -21,6 +21,12 @@ from db.models_team import AuditEvent
 SKIPPED_FIELDS = frozenset({"created_at", "updated_at", "version", "id"})
 
 
+def actor_label(who: str) -> str:
+    """How a person is named in the trail: e-mails lower-cased (one person, one name), local names as typed."""
+    who = (who or "").strip()
+    return identity_key(who) if "@" in who else who
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -44,7 +50,7 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
 def record(s: Session, *, who: str, action: str, entity: str, entity_id: Any, role: str = "",
            before: dict[str, Any] | None = None, after: dict[str, Any] | None = None, label: str = "") -> None:
     """Append one audit row to the caller's transaction (so it commits or rolls back with the write)."""
-    s.add(AuditEvent(actor=identity_key(who) or "(unknown)", role=role, action=action, entity=entity,
+    s.add(AuditEvent(actor=actor_label(who) or "(unknown)", role=role, action=action, entity=entity,
                      entity_id="" if entity_id is None else str(entity_id), label=label[:500],
                      changes=diff(before, after)))
 
@@ -61,7 +67,7 @@ class AuditFilter:
 def _where(f: AuditFilter) -> list:
     clauses = []
     if f.actor:
-        clauses.append(AuditEvent.actor == identity_key(f.actor))
+        clauses.append(AuditEvent.actor == actor_label(f.actor))
     if f.entity:
         clauses.append(AuditEvent.entity == f.entity)
     if f.entity_id:
