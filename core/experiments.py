@@ -17,10 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core import ai_engine, media, prompt_registry
+from core import prompt_registry
 from core.errors import DuplicateError, NotFoundError, ValidationError, require
-from core.generation import VariationImage
-from core.providers import get_provider
 from core.settings import get_settings
 from core.shots import shot_list, slot_by_key
 from db.engine import session_scope
@@ -285,87 +283,3 @@ def rerun_failed(*, experiment_id: int) -> list[int]:
                                 finished_at=None).returning(ExperimentCell.id)).scalars().all()
     _defer(sorted(ids))
     return sorted(ids)
-
-
-def requeue_stalled_cell(*, cell_id: int) -> None:
-    """Called by stalled-job recovery: a cell whose worker died goes back to pending (its job is retried)."""
-    with session_scope() as s:
-        s.execute(sa.update(ExperimentCell).where(ExperimentCell.id == cell_id, ExperimentCell.status == "generating")
-                  .values(status="pending", error="worker stopped; retried"))
-
-
-# ---------------------------------------------------------------- executing
-class ExperimentImage(VariationImage):
-    """The slot image path of a run, stored as an experiment cell (never a variation)."""
-
-    name = "experiment_image"
-    subject_type = "experiment_cell"
-
-    def rel_path(self, rc: ai_engine.RunContext, ext: str) -> str:
-        i = rc.inputs
-        return f"experiments/{i['experiment_id']}/{i['character_id']}-{i['slot_key']}-arm{i['arm']}-a{i['attempt']}.{ext}"
-
-
-EXPERIMENT_IMAGE = ExperimentImage()
-
-
-def execute_cell(*, cell_id: int, job_id: int | None = None) -> str:
-    """Run one cell through the engine with its arm's body as override. Only a pending cell is claimed."""
-    with session_scope() as s:
-        claimed = s.execute(
-            sa.update(ExperimentCell).where(ExperimentCell.id == cell_id, ExperimentCell.status == "pending")
-            .values(status="generating", started_at=utcnow(), job_id=job_id, error=None)
-            .returning(ExperimentCell.experiment_id, ExperimentCell.arm, ExperimentCell.character_id,
-                       ExperimentCell.slot_key, ExperimentCell.attempt)
-        ).first()
-        if claimed is None:
-            current = s.execute(sa.select(ExperimentCell.status).where(ExperimentCell.id == cell_id)).scalar()
-            log.info("experiment cell %s not claimed (status %s)", cell_id, current)
-            return current or "missing"
-        exp_id, arm, character_id, slot_key, attempt = claimed
-        body = s.get(Experiment, exp_id).arms[arm]["body"]
-    try:
-        out = ai_engine.run(
-            EXPERIMENT_IMAGE, requested_by="worker", override=body, provider=get_provider(), job_id=job_id,
-            inputs={"character_id": character_id, "slot_key": slot_key, "experiment_id": exp_id, "arm": arm,
-                    "attempt": attempt, "rejection_reasons": [], "subject_id": cell_id},
-        )
-    except Exception as err:  # a failed cell records its message; the other cells go on
-        log.warning("experiment %s cell %s (%s, arm %s) failed: %s", exp_id, cell_id, slot_key, arm, err)
-        with session_scope() as s:
-            s.execute(sa.update(ExperimentCell).where(ExperimentCell.id == cell_id).values(
-                status="failed", error=str(err) or err.__class__.__name__, finished_at=utcnow()))
-        return "failed"
-    try:
-        with session_scope() as s:
-            s.execute(sa.update(ExperimentCell).where(ExperimentCell.id == cell_id).values(
-                status="completed", path=out.value["path"], thumb_path=out.value["thumb_path"], finished_at=utcnow(),
-                rendered_prompt=out.prompt, provider=out.provider, model=out.model, cost_usd=out.cost_usd,
-                duration_ms=out.duration_ms, ai_call_id=out.call_id))
-    except BaseException:
-        media.remove(out.value["path"], out.value["thumb_path"])
-        raise
-    try:
-        _score_drift(cell_id=cell_id, character_id=character_id, path=out.value["path"])
-    except (OSError, ValueError, sa.exc.SQLAlchemyError) as err:  # a missing score must not fail a finished image
-        log.warning("drift of experiment cell %s not scored: %s", cell_id, err)
-    return "completed"
-
-
-def _score_drift(*, cell_id: int, character_id: int, path: str) -> None:
-    """Identity drift as core/drift measures it for variations: cosine distance of the image's pixel
-    descriptor from the mean descriptor of the character's embedded reference images (none: no score)."""
-    from core.embedding_spaces import IMAGE_LOCAL, dims_of
-    from core.visual_descriptor import describe_bytes
-
-    vec = "[" + ",".join(f"{x:.6f}" for x in describe_bytes(media.read_bytes(path))) + "]"
-    d = dims_of(IMAGE_LOCAL)
-    with session_scope() as s:
-        s.execute(sa.text(f"""
-            update experiment_cell set drift = round(cast(cosine_distance(cast(:v as vector({d})), a.c) as numeric), 4)
-            from (select avg(e.vector::vector({d})) as c from embedding e
-                  join reference_image r on r.id = e.subject_id
-                  where e.subject_type = 'reference' and e.space = :s and e.vector is not null
-                    and r.character_id = :cid) a
-            where experiment_cell.id = :id and a.c is not null
-        """), {"v": vec, "s": IMAGE_LOCAL, "cid": character_id, "id": cell_id})

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from core import media
+from core.experiment_cells import close_orphaned_cells
 from core.fencing import parse_variation_file
 from core.generation import ACTIVE_SLOT_STATES, _maybe_finish_run
 from core.settings import get_settings
@@ -127,7 +128,7 @@ def recover_stalled(*, seconds_since_heartbeat: float = 30) -> int:
             log.warning("stalled slot job %s (variation %s) handed to job %s", row["id"], vid, new_job)
         else:
             if (row["args"] or {}).get("cell_id") is not None:  # a prompt-experiment cell: back to pending first
-                from core.experiments import requeue_stalled_cell
+                from core.experiment_cells import requeue_stalled_cell
 
                 requeue_stalled_cell(cell_id=row["args"]["cell_id"])
             _close_calls_of_jobs([row["id"]], f"worker lost: {reason}")
@@ -254,6 +255,7 @@ def reconcile(*, full_scan: bool = False) -> RecoveryReport:
     """Steps 2-5 of the module docstring; `full_scan` sweeps the files of every run, not only recent ones."""
     report = RecoveryReport()
     runs = _close_orphaned_slots(report)
+    report.slots_closed += close_orphaned_cells()
     _close_running_calls(report)
     _close_idle_runs(report, runs)
     _sweep_files(report, full=full_scan)

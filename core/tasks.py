@@ -56,7 +56,7 @@ async def generate_slot(context: JobContext, *, variation_id: int) -> str:
 
 async def generate_experiment_cell(context: JobContext, *, cell_id: int) -> str:
     """One prompt-experiment cell, on the same slot pool (and so the same bound) as run slots."""
-    from core.experiments import execute_cell
+    from core.experiment_cells import execute_cell
 
     loop = asyncio.get_running_loop()
     work = functools.partial(execute_cell, cell_id=cell_id, job_id=context.job.id)

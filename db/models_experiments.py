@@ -72,6 +72,8 @@ class ExperimentCell(SQLModel, table=True):
     duration_ms: int | None = None
     drift: float | None = None  # pixel distance from the character's references, as in core/drift
     ai_call_id: int | None = None
+    # fencing number: bumped by every claim; only the holder of the current value commits (core/experiment_cells.py)
+    claim: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     job_id: int | None = None
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -50,12 +50,12 @@ def test_two_characters_one_slot_two_versions_in_a_worker_process(cast, editor):
     from tests.browser import worker_process
 
     from core import embeddings, references
-    from core.embedding_spaces import IMAGE_LOCAL
+    from core.embedding_spaces import image_space
     from tests.helpers import image_bytes
 
     ref = references.add_reference_upload(character_id=cast[0].id, data=image_bytes(size=(96, 128)), filename="a.png",
                                            claimed_mime=None, editor=editor)
-    embeddings.embed_subjects(subject_type="reference", ids=[ref.id], spaces=[IMAGE_LOCAL])
+    embeddings.embed_subjects(subject_type="reference", ids=[ref.id], spaces=[image_space()])  # drift's space
     _, exp = _experiment(cast, editor, 2, ["portrait_front"])
     jobs = _cell_jobs()
     assert len(jobs) == 4 and {j["queue_name"] for j in jobs} == {"generation"}
