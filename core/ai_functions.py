@@ -161,7 +161,8 @@ class SlotImage(AIFunction):
         rc.extra["references"] = reference_images_for(rc.inputs["character_id"])
 
     def call(self, rc: RunContext) -> ImageResult:
-        return rc.provider.generate_image(prompt=rc.prompt, references=rc.extra["references"], context=rc.variables)
+        return rc.provider.generate_image(prompt=rc.prompt, references=rc.extra["references"], context=rc.variables,
+                                          before_attempt=rc.extra.get("before_attempt"))
 
     def parse(self, rc: RunContext, raw: ImageResult) -> ImageResult:
         s = get_settings()

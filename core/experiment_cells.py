@@ -10,6 +10,7 @@ Recovery (core/recovery.py) also closes cells whose job ended without a result.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -46,7 +47,8 @@ class ExperimentImage(VariationImage):
     subject_type = "experiment_cell"
 
     def call(self, rc: ai_engine.RunContext):
-        enter_cell_call(cell_id=rc.inputs["subject_id"], claim=rc.inputs["cell_claim"])
+        rc.extra["before_attempt"] = functools.partial(enter_cell_call, cell_id=rc.inputs["subject_id"],
+                                                       claim=rc.inputs["cell_claim"])
         return super(VariationImage, self).call(rc)
 
     def rel_path(self, rc: ai_engine.RunContext, ext: str) -> str:

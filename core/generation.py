@@ -9,6 +9,7 @@ run and writes its metadata.json.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -59,8 +60,9 @@ class VariationImage(SlotImage):
     subject_type = "variation"
 
     def call(self, rc: ai_engine.RunContext):
-        if "claim" in rc.inputs:  # a run's slot is fenced (core/fencing.py); experiment cells have no claim number
-            enter_provider_call(variation_id=rc.inputs["subject_id"], claim=rc.inputs["claim"])
+        # fenced (core/fencing.py): the gate runs before every provider attempt, retries included
+        rc.extra["before_attempt"] = functools.partial(enter_provider_call, variation_id=rc.inputs["subject_id"],
+                                                       claim=rc.inputs["claim"])
         return super().call(rc)
 
     def rel_path(self, rc: ai_engine.RunContext, ext: str) -> str:

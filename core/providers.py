@@ -15,7 +15,7 @@ import random
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from core.errors import WorkbenchError
 from core.pricing import Usage
@@ -65,7 +65,8 @@ class Provider(Protocol):
     def caption_image(self, *, prompt: str, image: bytes, mime: str, context: dict[str, Any]) -> TextResult: ...
 
     def generate_image(
-        self, *, prompt: str, references: list[tuple[bytes, str]], context: dict[str, Any]
+        self, *, prompt: str, references: list[tuple[bytes, str]], context: dict[str, Any],
+        before_attempt: Callable[[], None] | None = None,
     ) -> ImageResult: ...
 
 
@@ -119,7 +120,10 @@ class OfflineProvider:
         alt = f"Image of {ch.get('name', 'a character')}" + (f", {slot.get('label', '').lower()}" if context.get("is_variation") else "")
         return TextResult(json.dumps({"caption": caption, "alt_text": alt}), self.text_model)
 
-    def generate_image(self, *, prompt: str, references: list[tuple[bytes, str]], context: dict[str, Any]) -> ImageResult:
+    def generate_image(self, *, prompt: str, references: list[tuple[bytes, str]], context: dict[str, Any],
+                       before_attempt: Callable[[], None] | None = None) -> ImageResult:
+        if before_attempt is not None:  # one attempt offline: the gate runs once
+            before_attempt()
         self._wait()
         ch, slot, style = context.get("character", {}), context.get("slot", {}), context.get("style", {})
         seed = int(slot.get("seed", 0))
@@ -171,14 +175,19 @@ class OpenAIProvider:
             max_retries=0,
         )
 
-    def call_with_retries(self, fn, *, what: str):
-        """Run one SDK call under our retry policy; returns (response, attempts)."""
+    def call_with_retries(self, fn, *, what: str, before_attempt: Callable[[], None] | None = None):
+        """Run one SDK call under our retry policy; returns (response, attempts).
+
+        `before_attempt` runs before every attempt, retries included: a slot's fencing gate, so a worker
+        paused during a retry wait does not pay again for a slot that was handed to another job."""
         oa = self._openai
         attempts = 0
         max_retries = max(0, self.settings.openai_max_retries)
         while True:
             attempts += 1
             wait: float | None = None
+            if before_attempt is not None:
+                before_attempt()
             try:
                 return fn(), attempts
             except oa.RateLimitError as err:
@@ -243,7 +252,8 @@ class OpenAIProvider:
         text = resp.choices[0].message.content if resp.choices else None
         return TextResult(text or "", resp.model or model, _usage_from(resp), attempts)
 
-    def generate_image(self, *, prompt: str, references: list[tuple[bytes, str]], context: dict[str, Any]) -> ImageResult:
+    def generate_image(self, *, prompt: str, references: list[tuple[bytes, str]], context: dict[str, Any],
+                       before_attempt: Callable[[], None] | None = None) -> ImageResult:
         model = self.settings.openai_image_model
         refs = references[:MAX_REFERENCE_IMAGES]
         if refs:
@@ -257,7 +267,7 @@ class OpenAIProvider:
             call = lambda: self.client.images.generate(  # noqa: E731
                 model=model, prompt=prompt, size=self.settings.openai_image_size, quality=self.settings.openai_image_quality,
             )
-        resp, attempts = self.call_with_retries(call, what="image generation")
+        resp, attempts = self.call_with_retries(call, what="image generation", before_attempt=before_attempt)
         if not resp.data or not getattr(resp.data[0], "b64_json", None):
             raise ProviderError("The image response contained no image data.", kind="malformed", attempts=attempts)
         try:

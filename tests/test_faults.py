@@ -171,6 +171,29 @@ def test_cancel_stops_a_claimed_slot_before_the_provider_call(character, editor,
     assert set(run_files(req.run_id)) == {f"characters/kira-voss/variations/{req.run_id}/metadata.json"}
 
 
+def test_a_slot_taken_over_during_a_retry_wait_is_not_paid_again(character, editor, stub, settings_override):
+    """The fencing gate runs before every provider attempt: a worker frozen in a retry wait (429 with
+    Retry-After) whose slot recovery handed to another job stops at the gate instead of paying again."""
+    import threading
+
+    from tests.openai_stub import error
+
+    settings_override(openai_max_retries=2)
+    stub.script("/images/edits", error(429, "slow down", headers={"retry-after": "2"}), image_ok())
+    req = generation.request_run(character_id=character.id, requested_by=editor)
+    first = slots(req.run_id)[0]
+    claim = fencing.claim_slot(variation_id=first.id, job_id=first.job_id)
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(generation.run_claimed(claim)))
+    worker.start()
+    wait_for(lambda: stub.calls("/images/edits"), timeout=30, what="the first (rate-limited) attempt")
+    with session_scope() as s:  # recovery hands the slot to a new job while this worker waits to retry
+        s.execute(sa.update(Variation).where(Variation.id == first.id).values(claim=Variation.claim + 1))
+    worker.join(30)
+    assert result == ["lost"]
+    assert len(stub.calls("/images/edits")) == 1  # the retry was never sent
+
+
 def test_recovery_fails_slots_whose_job_ended_and_cleans_their_files(character, editor):
     """What a database outage leaves behind, made directly: a slot 'generating' whose job ended as
     failed, its ai_call still 'running' and its image written without a row."""
