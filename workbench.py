@@ -187,7 +187,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     recovery_pass(full=True)
     try:
-        from core import embeddings
+        from core.vectors import embeddings
 
         embeddings.queue_backfill_if_images_behind()  # e.g. a new default image space after an upgrade
     except Exception as err:  # the backfill is a convenience; a worker must start without it
@@ -259,7 +259,8 @@ def _start_warmups() -> None:
     skips both (tests that start many short-lived workers)."""
     import threading
 
-    from core import embedding_spaces, jobs, projection
+    from core import jobs
+    from core.vectors import embedding_spaces, projection
     from core.settings import get_settings
 
     def warm() -> None:

@@ -23,7 +23,8 @@ WORDS = ("storm mage silver hair tinker spectacles assassin hooded knight archer
 
 def main() -> None:
     bench_database("bench_embed")
-    from core import characters, embedding_spaces, embeddings
+    from core import characters
+    from core.vectors import embedding_spaces, embeddings
     from core.characters import CharacterInput
 
     rng = random.Random(7)
@@ -44,7 +45,7 @@ def main() -> None:
     min_cos = float((onnx_vecs * torch_vecs).sum(axis=1).min())
 
     from core.sketch import draw_sketch
-    from core.visual_descriptor import describe_bytes
+    from core.vectors.visual_descriptor import describe_bytes
 
     pngs = [draw_sketch(title=f"Bench {i}", subtitle="bench", seed=i, palette=[], pose="reference",
                         banner="BENCH") for i in range(N_IMAGES)]

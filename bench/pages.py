@@ -52,7 +52,7 @@ def main() -> None:
     n = fill_cast(characters=args.characters)
     print(f"filled {args.characters} characters, {n} variations in {time.perf_counter() - t0:.1f} s")
     some = characters.list_characters()[0].id
-    from core import embedding_spaces
+    from core.vectors import embedding_spaces
 
     t0 = time.perf_counter()  # a server loads the text model once, in the background, at start: do it up front
     embedding_spaces.get_embedder(embedding_spaces.text_space()).load()

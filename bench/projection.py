@@ -84,7 +84,7 @@ def cold_fit_seconds() -> dict:
     import sys
     import tempfile
 
-    from core import projection
+    from core.vectors import projection
 
     out = {}
     rng = np.random.default_rng(7)
@@ -115,7 +115,7 @@ def map_trust(projection_id: int, sample: int | None = None) -> tuple[float, flo
     from sklearn.decomposition import PCA
     from sklearn.manifold import trustworthiness
 
-    from core import projection
+    from core.vectors import projection
     from db.engine import session_scope
 
     vs = projection.load_vectors(space="text-local", subject_type="character")
@@ -130,7 +130,7 @@ def map_trust(projection_id: int, sample: int | None = None) -> tuple[float, flo
 
 
 def fit_via_queue(**params) -> tuple[float, object]:
-    from core import projection
+    from core.vectors import projection
 
     t0 = time.perf_counter()
     req = projection.request_fit(space="text-local", subject_type="character", editor="bench",
@@ -164,7 +164,7 @@ def main() -> None:
     from sklearn.decomposition import PCA
     from sklearn.manifold import trustworthiness
 
-    from core import projection
+    from core.vectors import projection
     from db.engine import session_scope
 
     projection.ensure_numba_cache()

@@ -65,7 +65,7 @@ def main() -> None:
     filtered_ids = np.flatnonzero(in_filter)
     exact_f = filtered_ids[np.argsort(-(queries @ data[filtered_ids].T), axis=1)[:, :K]]
 
-    from core.similarity import SearchFilter, _where, nearest, nearest_sql
+    from core.vectors.similarity import SearchFilter, _where, nearest, nearest_sql
 
     def literal(v: np.ndarray) -> str:
         return "[" + ",".join(f"{x:.6f}" for x in v) + "]"
@@ -73,7 +73,7 @@ def main() -> None:
     strategies: dict[str, set[str]] = {}
 
     def run(types: tuple[str, ...], truth: np.ndarray) -> tuple[list[float], float, str]:
-        """Queries go through core.similarity.nearest, the function the Search page uses (it picks ef_search
+        """Queries go through core.vectors.similarity.nearest, the function the Search page uses (it picks ef_search
         from the filter's selectivity, or exact search for narrow filters)."""
         where, params = _where(SearchFilter(), None)
         with engine.connect() as conn:

@@ -140,7 +140,7 @@ def anchor_separation(vecs: np.ndarray, labels: np.ndarray, paths: list[Path]) -
 
 
 def measure(space: str, paths, labels, copies) -> dict:
-    from core.embedding_spaces import get_embedder
+    from core.vectors.embedding_spaces import get_embedder
 
     emb = get_embedder(space)
     t0 = time.perf_counter()
@@ -162,8 +162,8 @@ def measure(space: str, paths, labels, copies) -> dict:
 
 
 def main() -> None:
-    from core.embedding_spaces import IMAGE_LOCAL
-    from core.image_embedders import IMAGE_CLIP, IMAGE_LEARNED, clip_available, set_torch_threads
+    from core.vectors.embedding_spaces import IMAGE_LOCAL
+    from core.vectors.image_embedders import IMAGE_CLIP, IMAGE_LEARNED, clip_available, set_torch_threads
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     threads = set_torch_threads()

@@ -179,7 +179,7 @@ def close_orphaned_cells() -> int:
 def _score_drift(*, cell_id: int, character_id: int, path: str) -> None:
     """Identity drift as core/drift measures it for variations: cosine distance of the image's embedding
     in the visual image space from the mean embedding of the character's reference images (none: no score)."""
-    from core.embedding_spaces import dims_of, get_embedder, image_space
+    from core.vectors.embedding_spaces import dims_of, get_embedder, image_space
 
     space = image_space()
     vector = get_embedder(space).embed_images([media.resolve(path)])[0]

@@ -134,7 +134,7 @@ def request_embedding(*, subject_type: str, ids: list[int], spaces: list[str] | 
     The save that triggers this has already committed: if the queue is unreachable the subjects stay
     'queued' on the status page and the next backfill picks them up, so the error is logged, not raised.
     """
-    from core.embeddings import mark_queued
+    from core.vectors.embeddings import mark_queued
 
     if not ids:
         return None

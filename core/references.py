@@ -173,6 +173,6 @@ def delete_reference(*, reference_id: int) -> None:
         s.execute(sa.text("delete from subject_tag where subject_type = 'reference' and subject_id = :i"),
                   {"i": reference_id})
     media.remove(*paths)
-    from core import drift
+    from core.vectors import drift
 
     drift.update(character_ids=[character_id])

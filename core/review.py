@@ -210,7 +210,7 @@ def _queue_query(filters: ReviewFilter, order: str, off_model_only: bool):
          .join(chars, chars.c.id == latest.c.character_id)
          .where(latest.c.status == "completed", latest.c.review_status == "unreviewed").order_by(*sort))
     if off_model_only:
-        from core.drift import off_model_threshold
+        from core.vectors.drift import off_model_threshold
 
         q = q.where(latest.c.drift_score > off_model_threshold())
     return q
@@ -241,7 +241,7 @@ def unreviewed_in_order(grid: list[CoverageRow]) -> list[int]:
 
 
 def drift_label(score: float | None) -> str:
-    from core.drift import is_off_model
+    from core.vectors.drift import is_off_model
 
     if score is None:
         return "identity drift: not scored yet (needs the image embedding and a reference)"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from core.embedding_spaces import dims_of, text_space
+from core.vectors.embedding_spaces import dims_of, text_space
 from core.errors import DuplicateError, NotFoundError, ValidationError
 from core.text import NOTE_MAX, clean_line, clean_text
 from db.engine import session_scope
@@ -241,7 +241,7 @@ def assign(*, subject_type: str, ids: list[int] | None = None) -> None:
 
 
 def assign_all() -> None:
-    from core.embeddings import SUBJECT_TYPES
+    from core.vectors.embeddings import SUBJECT_TYPES
 
     for subject_type in SUBJECT_TYPES:
         assign(subject_type=subject_type)

@@ -65,20 +65,21 @@ async def generate_experiment_cell(context: JobContext, *, cell_id: int) -> str:
 
 def embed_backfill() -> dict:
     """Embed everything missing, stale or failed; unchanged subjects cost no model call."""
-    from core import embeddings
+    from core.vectors import embeddings
 
     return embeddings.backfill().__dict__
 
 
 def embed_subjects(*, subject_type: str, ids: list[int], spaces: list[str] | None = None) -> dict:
-    from core import embeddings
+    from core.vectors import embeddings
 
     return embeddings.embed_subjects(subject_type=subject_type, ids=ids, spaces=spaces).__dict__
 
 
 def embed_pending() -> dict:
     """Embed every subject waiting in the pending set (see core.jobs.request_embedding)."""
-    from core import embeddings, jobs
+    from core import jobs
+    from core.vectors import embeddings
 
     report, more = embeddings.embed_pending()
     if more:
@@ -105,7 +106,7 @@ def compute_projection(*, projection_id: int, space: str, subject_type: str, mod
     `space` and `subject_type` are in the arguments so pages can tell which set a queued job is for.
     Sync task: procrastinate runs it in a thread, and numba releases the GIL in UMAP's hot loops.
     """
-    from core import projection
+    from core.vectors import projection
 
     if mode == "place":
         return projection.run_place(projection_id=projection_id)

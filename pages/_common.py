@@ -35,7 +35,7 @@ def _login_name() -> str | None:
 @st.cache_resource(show_spinner=False)
 def _warm_up_embedder() -> bool:
     """Once per server process: load the text model in the background before the first search or save."""
-    from core.embedding_spaces import warm_up
+    from core.vectors.embedding_spaces import warm_up
 
     warm_up()
     return True

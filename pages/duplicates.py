@@ -1,8 +1,9 @@
 """Duplicates: near-identical image pairs (within one run first), side by side, with reject / keep actions."""
 import streamlit as st
 
-from core import characters, duplicates
-from core.embedding_spaces import SPACE_LABELS, image_space
+from core import characters
+from core.vectors import duplicates
+from core.vectors.embedding_spaces import SPACE_LABELS, image_space
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
 editor = sidebar()

@@ -2,8 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from core import embedding_status
-from core import embedding_spaces, embeddings, jobs, tags
+from core.vectors import embedding_status
+from core import jobs, tags
+from core.vectors import embedding_spaces, embeddings
 from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
 

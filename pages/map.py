@@ -1,13 +1,14 @@
 """The cluster map: a cached UMAP projection per embedding space, selection → thumbnail grid → actions.
 
-Projections are computed by a background job (core.projection); this page only reads stored
+Projections are computed by a background job (core.vectors.projection); this page only reads stored
 coordinates, so a cached 10k-point map renders in well under the 2 s budget.
 """
 import streamlit as st
 
-from core import map_view, projection, review, tags
+from core import review, tags
+from core.vectors import map_view, projection
 from core.generation import REASON_CODES
-from core.projection import ProjectionParams
+from core.vectors.projection import ProjectionParams
 from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes, sidebar
 

@@ -3,7 +3,8 @@ import html
 
 import streamlit as st
 
-from core import drift, generation, references, review, styles
+from core import generation, references, review, styles
+from core.vectors import drift
 from core.errors import WorkbenchError
 from core.shots import shot_list
 from core.text import escape_markdown as md

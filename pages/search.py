@@ -1,10 +1,11 @@
 """Search the cast by meaning, by character and by image; every result offers "find similar"."""
 import streamlit as st
 
-from core import characters, similarity, styles, tags
-from core.embedding_spaces import IMAGE_CLIP, text_space
+from core import characters, styles, tags
+from core.vectors import similarity
+from core.vectors.embedding_spaces import IMAGE_CLIP, text_space
 from core.errors import ValidationError
-from core.image_embedders import CLIP_HOWTO, clip_available
+from core.vectors.image_embedders import CLIP_HOWTO, clip_available
 from core.text import escape_markdown as md
 from pages._common import media_path, report, sidebar
 

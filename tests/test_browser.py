@@ -112,7 +112,7 @@ def test_generate_review_reject_regenerate_and_approve(editor):
 
 
 def test_search_by_text_then_find_similar(editor):
-    from core import embedding_status
+    from core.vectors import embedding_status
     from core.characters import CharacterInput
     from tests.browser import worker_process
 

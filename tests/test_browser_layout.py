@@ -44,7 +44,8 @@ OVERFLOW_JS = """
 
 
 def test_every_page_fits_at_1024_and_1440_px(editor):
-    from core import generation, projection
+    from core import generation
+    from core.vectors import projection
     from core.characters import list_characters
     from core.demo import load_demo_cast
     from tests.test_generation import run_worker

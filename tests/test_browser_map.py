@@ -4,8 +4,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from core import projection
-from core.projection import ProjectionParams
+from core.vectors import projection
+from core.vectors.projection import ProjectionParams
 from tests.browser import ARTIFACTS, browser_page, chromium_available, streamlit_server
 from tests.test_browser import _set_editor
 from tests.test_generation import run_worker

@@ -1,10 +1,11 @@
 """Image search and Duplicates in headless Chromium: real server, real worker, real photographs."""
 import pytest
 
-from core import embedding_status
-from core import characters, duplicates, references
+from core.vectors import embedding_status
+from core import characters, references
+from core.vectors import duplicates
 from core.characters import CharacterInput
-from core.image_embedders import IMAGE_LEARNED
+from core.vectors.image_embedders import IMAGE_LEARNED
 from tests.browser import ARTIFACTS, browser_page, chromium_available, streamlit_server, worker_process
 from tests.photos import another_view, photo, png
 from tests.test_browser import _set_editor

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from core import characters, embeddings, references, similarity
+from core import characters, references
+from core.vectors import embeddings, similarity
 from core.characters import CharacterInput
-from core.embedding_spaces import get_embedder
+from core.vectors.embedding_spaces import get_embedder
 from core.errors import ValidationError
-from core.image_embedders import IMAGE_CLIP, clip_available
+from core.vectors.image_embedders import IMAGE_CLIP, clip_available
 from db.engine import session_scope
 from tests.photos import photo, png
 from tests.test_generation import run_worker

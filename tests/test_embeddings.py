@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from core import embedding_status
-from core import characters, embedding_spaces, embeddings, similarity, styles
+from core.vectors import embedding_status
+from core import characters, styles
+from core.vectors import embedding_spaces, embeddings, similarity
 from core.characters import CharacterInput
 from db.engine import session_scope
 from tests.openai_stub import error, start_stub

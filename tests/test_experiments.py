@@ -49,8 +49,9 @@ def _cell_jobs() -> list[dict]:
 def test_two_characters_one_slot_two_versions_in_a_worker_process(cast, editor):
     from tests.browser import worker_process
 
-    from core import embeddings, references
-    from core.embedding_spaces import image_space
+    from core import references
+    from core.vectors import embeddings
+    from core.vectors.embedding_spaces import image_space
     from tests.helpers import image_bytes
 
     ref = references.add_reference_upload(character_id=cast[0].id, data=image_bytes(size=(96, 128)), filename="a.png",

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import characters, generation, map_view, prompt_registry, references, review, styles, tags
+from core import characters, generation, prompt_registry, references, review, styles, tags
+from core.vectors import map_view
 from core.characters import CharacterInput
 from core.errors import ConflictError, DuplicateError, ValidationError
 from core.text import clean_editor_name, escape_html, escape_like, escape_markdown

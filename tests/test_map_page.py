@@ -13,7 +13,8 @@ import json
 import numpy as np
 import sqlalchemy as sa
 
-from core import characters, projection
+from core import characters
+from core.vectors import projection
 from core.characters import CharacterInput
 from db.engine import session_scope
 from tests.test_generation import run_worker

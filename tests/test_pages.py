@@ -234,7 +234,7 @@ def _overview(at: AppTest, subject: str) -> dict:
 
 
 def test_embeddings_status_jobs_bulk_reembed_then_search_and_find_similar(editor):
-    from core import embedding_status
+    from core.vectors import embedding_status
     from tests.test_generation import run_worker
 
     ink = styles.create_style(data=styles.StyleInput(name="Ink"), editor=editor)
@@ -311,7 +311,7 @@ def test_editor_name_is_asked_once_per_session_not_per_page():
 
 
 def test_creating_a_near_twin_warns_about_the_look_alike(editor):
-    from core import embedding_spaces, embeddings
+    from core.vectors import embedding_spaces, embeddings
 
     embedding_spaces.get_embedder("text-local").load()  # a running server warms the model up at start
     traits = ["assassin", "hooded", "silent", "obsidian daggers"]

@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings, strategies as st
 
-from core import embedding_status
-from core import characters, embedding_spaces, embeddings, generation, jobs, projection
+from core.vectors import embedding_status
+from core import characters, generation, jobs
+from core.vectors import embedding_spaces, embeddings, projection
 from core.characters import CharacterInput
 from db.engine import get_engine, session_scope
 from tests.test_generation import run_worker

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from core import media, projection
+from core import media
+from core.vectors import projection
 from core.errors import ValidationError
-from core.projection import ProjectionParams
+from core.vectors.projection import ProjectionParams
 from db.engine import session_scope
 from tests.test_generation import run_worker
 
@@ -35,7 +36,7 @@ def clustered(n: int, *, seed: int = 0, centres: int = 4, dims: int = 384) -> np
 
 def store(ids, vectors, *, subject_type: str = "character", space: str = SPACE, status: str = "current",
           tag: str = "v1") -> None:
-    """Upsert embeddings the way core.embeddings stores them (content hash per subject)."""
+    """Upsert embeddings the way core.vectors.embeddings stores them (content hash per subject)."""
     if len(ids) == 0:
         return
     with session_scope() as s:
@@ -210,3 +211,15 @@ def test_small_maps_use_tsne_keep_neighbourhoods_and_place_new_points(settings_o
     run_worker(queues=None)
     placed = points(p.id)
     assert all(placed[i]["placed_by"] == "transform" for i in range(121, 124))
+
+
+def test_maps_pickled_before_core_was_grouped_still_load():
+    """Fitted maps on disk name core.map_layout / core.projection (before core/vectors/): they still load."""
+    import io
+    import pickle
+
+    from core.vectors import map_layout, projection
+
+    old = pickle.dumps(map_layout.TsneReducer, protocol=0).replace(b"core.vectors.map_layout", b"core.map_layout")
+    assert b"ccore.map_layout\nTsneReducer" in old
+    assert projection._MovedModulesUnpickler(io.BytesIO(old)).load() is map_layout.TsneReducer

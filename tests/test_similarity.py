@@ -5,9 +5,9 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image, ImageDraw
 
-from core import embedding_status
-from core import (characters, embeddings, generation, jobs, media, references, review, similarity, styles,
-                  tags)
+from core.vectors import embedding_status
+from core import characters, generation, jobs, media, references, review, styles, tags
+from core.vectors import embeddings, similarity
 from core.characters import CharacterInput
 from db.engine import session_scope
 from tests.test_generation import run_worker

@@ -5,7 +5,8 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import embeddings, tags
+from core import tags
+from core.vectors import embeddings
 from core.tags import Background, choose_tags
 from db.engine import session_scope
 

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from core import embedding_status
-from core import characters, drift, duplicates, embeddings, generation, media, references, review, similarity
+from core.vectors import embedding_status
+from core import characters, generation, media, references, review
+from core.vectors import drift, duplicates, embeddings, similarity
 from core.characters import CharacterInput
-from core.embedding_spaces import IMAGE_LOCAL, get_embedder
-from core.image_embedders import IMAGE_LEARNED
+from core.vectors.embedding_spaces import IMAGE_LOCAL, get_embedder
+from core.vectors.image_embedders import IMAGE_LEARNED
 from db.engine import session_scope
 from tests.photos import another_view, photo, png
 from tests.test_generation import run_worker

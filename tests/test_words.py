@@ -62,7 +62,7 @@ def test_generation_calls_are_credited_to_the_editor_who_requested_the_run(edito
 
 
 def test_cluster_labels_are_distinct_and_named_after_members():
-    from core.map_view import cluster_labels
+    from core.vectors.map_view import cluster_labels
 
     terms = [["brave", "mage"], ["brave", "mage"], ["brave", "mage", "red scarf"], ["brave", "mage"],
              ["tinker"], ["gears"], []]
@@ -78,7 +78,7 @@ def test_cluster_labels_are_distinct_and_named_after_members():
 @given(st.lists(st.tuples(st.integers(0, 5), st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), max_size=3)),
                 min_size=1, max_size=30))
 def test_a_cluster_whose_members_have_terms_is_never_just_a_number(members):
-    from core.map_view import cluster_labels
+    from core.vectors.map_view import cluster_labels
 
     clusters, terms = [c for c, _ in members], [t for _, t in members]
     labels = cluster_labels(clusters, terms)

@@ -10,7 +10,7 @@ down_revision = "0014"
 branch_labels = None
 depends_on = None
 
-# space -> dimensions (core.image_embedders: EfficientNet-Lite0 pooled features; a 512-d CLIP-class model)
+# space -> dimensions (core.vectors.image_embedders: EfficientNet-Lite0 pooled features; a 512-d CLIP-class model)
 SPACES = {"image-learned": 1280, "image-clip": 512}
 
 

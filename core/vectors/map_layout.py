@@ -1,8 +1,8 @@
 """The 2-D layouts behind the map: UMAP for big sets, t-SNE for small ones, exact nearest neighbours,
 automatic clusters, and `fit` / `place` over them (pure numerics: no rows, no jobs).
 
-Split from core/projection.py (which owns the map rows, jobs and staleness) so the numeric part reads on
-its own. The reducers are pickled with each fitted map and reused to place new points; core.projection
+Split from core/vectors/projection.py (which owns the map rows, jobs and staleness) so the numeric part reads on
+its own. The reducers are pickled with each fitted map and reused to place new points; core.vectors.projection
 re-exports them, so maps pickled before the split still load.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from core.errors import ValidationError
 from core.settings import PROJECT_ROOT, get_settings
 
 if TYPE_CHECKING:
-    from core.projection import ProjectionParams
+    from core.vectors.projection import ProjectionParams
 
 # Automatic clusters: KMeans on the (unit-normalised) original vectors, k grows with the set.
 MAX_CLUSTERS = 12

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from core import subject_info
-from core.embedding_spaces import IMAGE_LOCAL, image_space
+from core.vectors import subject_info
+from core.vectors.embedding_spaces import IMAGE_LOCAL, image_space
 from core.errors import ValidationError
-from core.image_embedders import IMAGE_CLIP, IMAGE_LEARNED
+from core.vectors.image_embedders import IMAGE_CLIP, IMAGE_LEARNED
 from db.engine import session_scope
 
 # Default "near-identical" similarity per space. bench/visual.py (image-learned): a half-size JPEG-q70 copy of a
@@ -61,7 +61,7 @@ def default_threshold() -> float:
 
 
 def _vectors(space: str, character_id: int | None) -> tuple[list[tuple[str, int]], np.ndarray]:
-    from core.projection import load_vectors
+    from core.vectors.projection import load_vectors
 
     keys: list[tuple[str, int]] = []
     mats = []

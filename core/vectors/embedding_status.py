@@ -1,11 +1,11 @@
 """Embedding status per subject type and space (missing / queued / stale / failed / current) for the
-Embeddings page and scripts: read-only, split from core/embeddings.py (which does the embedding)."""
+Embeddings page and scripts: read-only, split from core/vectors/embeddings.py (which does the embedding)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from core.embedding_spaces import get_embedder, text_space
-from core.embeddings import STATUS_ORDER, SUBJECT_TYPES, Subject, content_hash, contents, spaces_for, subjects
+from core.vectors.embedding_spaces import get_embedder, text_space
+from core.vectors.embeddings import STATUS_ORDER, SUBJECT_TYPES, Subject, content_hash, contents, spaces_for, subjects
 from db.engine import session_scope
 
 def status_rows(*, subject_type: str, space: str) -> list[dict]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from core.embedding_spaces import IMAGE_LOCAL, dims_of, image_space
-from core.image_embedders import IMAGE_CLIP, IMAGE_LEARNED
+from core.vectors.embedding_spaces import IMAGE_LOCAL, dims_of, image_space
+from core.vectors.image_embedders import IMAGE_CLIP, IMAGE_LEARNED
 from core.settings import get_settings
 from db.engine import session_scope
 

@@ -18,6 +18,7 @@ Why this shape:
 from __future__ import annotations
 
 import logging
+import io
 import pickle
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ import sqlalchemy as sa
 
 from core import media
 from core.errors import NotFoundError, ValidationError
-from core.map_layout import (  # noqa: F401 (pickled maps name core.projection.UmapReducer; callers call projection.fit)
+from core.vectors.map_layout import (  # noqa: F401 (pickled maps name core.vectors.projection.UmapReducer; callers call projection.fit)
     FitResult, TsneReducer, UmapReducer, cluster_count, ensure_numba_cache, exact_knn, fit, place,
 )
 from db.engine import get_engine, session_scope
@@ -174,7 +175,16 @@ def load_model(p: Projection) -> dict | None:
         return None
     if not media.exists(p.model_path):
         raise ValidationError(f"The fitted model of map #{p.id} is missing from the media folder: recompute the map.")
-    return pickle.loads(media.read_bytes(p.model_path))
+    return _MovedModulesUnpickler(io.BytesIO(media.read_bytes(p.model_path))).load()
+
+
+class _MovedModulesUnpickler(pickle.Unpickler):
+    """Maps pickled before core/ was grouped name core.projection / core.map_layout: read them from core.vectors."""
+
+    MOVED = {"core.projection": "core.vectors.projection", "core.map_layout": "core.vectors.map_layout"}
+
+    def find_class(self, module: str, name: str):
+        return super().find_class(self.MOVED.get(module, module), name)
 
 
 def _write_points(s, projection_id: int, ids, hashes, coords, clusters, placed_by: str) -> None:

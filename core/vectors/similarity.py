@@ -20,8 +20,9 @@ from typing import Sequence
 import sqlalchemy as sa
 from PIL import Image as PILImage
 
-from core import embeddings, images
-from core.embedding_spaces import dims_of, get_embedder, image_space, text_space
+from core import images
+from core.vectors import embeddings
+from core.vectors.embedding_spaces import dims_of, get_embedder, image_space, text_space
 from core.errors import ValidationError
 from core.prompt_text import clip_words
 from core.settings import get_settings
@@ -224,7 +225,8 @@ class HitCard:
 
 def hit_cards(hits: list[Hit]) -> list[HitCard]:
     """Titles, thumbnails and tags for a result list (subjects deleted since they were embedded are dropped)."""
-    from core import subject_info, tags
+    from core import tags
+    from core.vectors import subject_info
 
     by_type: dict[str, list[int]] = {}
     for h in hits:

@@ -16,7 +16,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import sqlalchemy as sa
 
-from core import media, review, subject_info, tags
+from core import media, review, tags
+from core.vectors import subject_info
 from core.errors import ValidationError
 from core.text import escape_html
 from db.engine import session_scope

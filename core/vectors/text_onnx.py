@@ -110,7 +110,7 @@ def export_in_background_process(model_path: Path, target: Path) -> None:
 
     from core.settings import PROJECT_ROOT
 
-    cmd = [sys.executable, "-m", "core.text_onnx", str(model_path), str(target)]
+    cmd = [sys.executable, "-m", "core.vectors.text_onnx", str(model_path), str(target)]
     done = subprocess.run(cmd, cwd=PROJECT_ROOT, preexec_fn=lambda: os.nice(10), capture_output=True, text=True)
     if done.returncode != 0 or not target.exists():
         raise RuntimeError(f"ONNX export failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")

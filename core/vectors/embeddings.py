@@ -7,7 +7,7 @@ space's model id; the model is only called for subjects whose hash changed,
 checked per chunk right before the call. A failed embed keeps the previous
 vector and records the error; vector and status change in one transaction,
 and a vector of the wrong length never reaches the table (check constraint).
-Search lives in core.similarity.
+Search lives in core.vectors.similarity.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from core import shots
-from core.embedding_spaces import SPACE_CLASSES, Embedder, dims_of, get_embedder, image_spaces, text_space
+from core.vectors.embedding_spaces import SPACE_CLASSES, Embedder, dims_of, get_embedder, image_spaces, text_space
 from core.errors import ValidationError
 from db.engine import session_scope
 from db.models import Character, ReferenceImage, Style, Variation
@@ -299,7 +299,8 @@ def embed_pending(*, limit: int = PENDING_BATCH) -> tuple[EmbedReport, bool]:
 def embed_subjects(*, subject_type: str, ids: list[int] | None = None, spaces: list[str] | None = None) -> EmbedReport:
     """Embed (where changed) in every space of the type, then refresh what depends on the vectors:
     semantic tags and, for images, the identity-drift scores of the affected characters."""
-    from core import drift, tags
+    from core import tags
+    from core.vectors import drift
 
     if subject_type in IMAGE_TYPES and ids is not None:  # new images only: a backfill never buys captions
         caption_missing(subject_type=subject_type, ids=ids)
@@ -337,7 +338,7 @@ def backfill() -> EmbedReport:
 def images_behind() -> int:
     """Images with no vector yet in the visual image space: after an upgrade that makes image-learned the
     default, every existing reference and variation (their other spaces are untouched)."""
-    from core.embedding_spaces import image_space
+    from core.vectors.embedding_spaces import image_space
 
     with session_scope() as s:
         return s.execute(sa.text("""
