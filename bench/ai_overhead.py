@@ -18,9 +18,9 @@ N = 1000
 
 def main() -> None:
     bench_database("bench_ai_overhead")
-    from core import ai_functions, prompt_registry
-    from core.prompt_context import SAMPLE_CONTEXT
-    from core.providers import OfflineProvider
+    from core.ai import ai_functions, prompt_registry
+    from core.ai.prompt_context import SAMPLE_CONTEXT
+    from core.ai.providers import OfflineProvider
 
     provider = OfflineProvider()
     prompt = prompt_registry.render_body(prompt_registry.file_default("character_name"), SAMPLE_CONTEXT)

@@ -44,7 +44,7 @@ def main() -> None:
     torch_rate = N_COMPARE / (time.perf_counter() - t0)
     min_cos = float((onnx_vecs * torch_vecs).sum(axis=1).min())
 
-    from core.sketch import draw_sketch
+    from core.ai.sketch import draw_sketch
     from core.vectors.visual_descriptor import describe_bytes
 
     pngs = [draw_sketch(title=f"Bench {i}", subtitle="bench", seed=i, palette=[], pose="reference",

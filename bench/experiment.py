@@ -40,7 +40,8 @@ def wait_for_worker(timeout: float = 180) -> None:
 
 def main() -> None:
     bench_database("bench_experiment")
-    from core import characters, experiments, prompt_registry
+    from core import characters, experiments
+    from core.ai import prompt_registry
     from core.characters import CharacterInput
     from core.experiments import ArmSpec
     from core.settings import get_settings

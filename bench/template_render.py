@@ -16,8 +16,8 @@ N = 500
 
 
 def main() -> None:
-    from core import prompt_registry, template_sandbox
-    from core.prompt_context import SAMPLE_CONTEXT
+    from core.ai import prompt_registry, template_sandbox
+    from core.ai.prompt_context import SAMPLE_CONTEXT
     from core.settings import get_settings
 
     body = prompt_registry.file_default("variation_prompt")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core import characters, references, styles
 from core.settings import PROJECT_ROOT
-from core.sketch import draw_sketch
+from core.ai.sketch import draw_sketch
 
 log = logging.getLogger(__name__)
 DEMO_FILE = PROJECT_ROOT / "prompts" / "demo_cast.json"

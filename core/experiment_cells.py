@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from core import ai_engine, media
+from core import media
+from core.ai import ai_engine
 from core.fencing import SlotLost
 from core.generation import VariationImage
-from core.providers import get_provider
+from core.ai.providers import get_provider
 from db.engine import session_scope
 from db.models import utcnow
 from db.models_experiments import Experiment, ExperimentCell

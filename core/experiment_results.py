@@ -14,7 +14,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core import prompt_registry
+from core.ai import prompt_registry
 from core.errors import DuplicateError, ValidationError, require
 from core.experiment_stats import ArmResult, CellFact, PickFact, arm_results, verdict
 from core.experiments import cells as experiment_cells

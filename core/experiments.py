@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core import prompt_registry
+from core.ai import prompt_registry
 from core.errors import DuplicateError, NotFoundError, ValidationError, require
 from core.settings import get_settings
 from core.shots import shot_list, slot_by_key

@@ -20,13 +20,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from core import ai_engine, media
-from core.ai_functions import SlotImage
+from core import media
+from core.ai import ai_engine
+from core.ai.ai_functions import SlotImage
 from core.errors import NotFoundError, ValidationError, require
 from core.run_metadata import run_metadata
 from core.fencing import Claim, SlotLost, claim_slot, enter_provider_call, variation_rel_path
 from core.images import make_thumbnail
-from core.providers import get_provider
+from core.ai.providers import get_provider
 from core.settings import get_settings
 from core.shots import shot_list, slot_by_key
 from db.engine import session_scope
@@ -108,7 +109,7 @@ def _defer(variation_ids: list[int], s=None) -> None:
 def request_run(*, character_id: int, requested_by: str, template_override: str | None = None) -> RunRequest:
     """Queue a ten-slot run for one character, or return its active run (one active run per character)."""
     if template_override:
-        from core.ai_functions import build_slot_prompt
+        from core.ai.ai_functions import build_slot_prompt
 
         build_slot_prompt(character_id=character_id, slot_key=shot_list()[0].key, override=template_override)
     result = _request_many([character_id], requested_by=requested_by, template_override=template_override)[0]

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
 
     thumbnail_size: int = 256
 
-    # Template renders (core/template_runner.py): each runs in a child process under these limits
+    # Template renders (core/ai/template_runner.py): each runs in a child process under these limits
     template_render_timeout_s: float = Field(default=5.0, description="Wall-clock limit of one template render")
     template_render_memory_mb: int = Field(default=256, description="Memory a render child may add")
     template_render_processes: int = Field(default=2, description="Render children per process (reused)")

@@ -6,7 +6,8 @@ import logging
 
 import streamlit as st
 
-from core import ai_functions, references
+from core import references
+from core.ai import ai_functions
 from core.errors import ConflictError, WorkbenchError
 from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes

@@ -5,7 +5,7 @@ Not a page (the leading underscore): pages/characters.py draws it inside its tab
 import streamlit as st
 
 from core import generation
-from core.prompt_text import clip_words
+from core.ai.prompt_text import clip_words
 from core.shots import shot_list
 from core.text import escape_markdown as md
 from pages._common import flash, media_path, report

@@ -4,7 +4,7 @@ from datetime import date, timedelta
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import ai_calls
+from core.ai import ai_calls
 from core.experiment_results import production_record
 from core.text import escape_markdown as md
 from pages._common import sidebar

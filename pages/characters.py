@@ -3,7 +3,8 @@ import logging
 
 import streamlit as st
 
-from core import ai_functions, characters, generation, references, review, styles
+from core import characters, generation, references, review, styles
+from core.ai import ai_functions
 from core.vectors import embedding_spaces, similarity
 from core.text import escape_markdown as md
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar

@@ -3,7 +3,8 @@ import secrets
 
 import streamlit as st
 
-from core import characters, experiment_results, experiments, prompt_registry, styles, tags
+from core import characters, experiment_results, experiments, styles, tags
+from core.ai import prompt_registry
 from core.experiments import ArmSpec
 from core.generation import REASON_CODES
 from core.shots import shot_list

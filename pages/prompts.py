@@ -4,7 +4,8 @@ import html
 
 import streamlit as st
 
-from core import ai_functions, characters, prompt_registry
+from core import characters
+from core.ai import ai_functions, prompt_registry
 from core.shots import shot_list
 from pages._common import flash, media_path, report, show_flashes, sidebar
 

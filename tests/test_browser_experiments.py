@@ -2,7 +2,8 @@
 blind keyboard picks → verdict → activate the winner."""
 import pytest
 
-from core import characters, experiment_results, experiments, prompt_registry
+from core import characters, experiment_results, experiments
+from core.ai import prompt_registry
 from core.characters import CharacterInput
 from tests.browser import ARTIFACTS, browser_page, chromium_available, streamlit_server, worker_process
 from tests.test_browser import _set_editor

@@ -42,7 +42,7 @@ def _pick(page, label: str, option: str) -> None:
 
 
 def test_prompts_page_keeps_its_tab_and_make_active_starts_at_what_is_in_use(editor):
-    from core import prompt_registry
+    from core.ai import prompt_registry
 
     body = prompt_registry.file_default("character_name")
     prompt_registry.save_version(name="character_name", body=body + "\nBe brief.", author=editor, note="one")

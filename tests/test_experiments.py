@@ -5,11 +5,12 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from core import characters, experiment_results, experiments, media, prompt_registry, recovery, review, styles
+from core import characters, experiment_results, experiments, media, recovery, review, styles
+from core.ai import prompt_registry
 from core.characters import CharacterInput
 from core.errors import DuplicateError, ValidationError
 from core.experiments import ArmSpec
-from core.prompt_context import character_context
+from core.ai.prompt_context import character_context
 from db.engine import session_scope
 from db.models import AICall, Variation
 from tests.openai_stub import image_ok, start_stub

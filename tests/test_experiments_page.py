@@ -1,5 +1,6 @@
 """AppTest of the Experiments page: panel form, blind compare with picks, results and promote."""
-from core import characters, experiment_results, experiments, prompt_registry
+from core import characters, experiment_results, experiments
+from core.ai import prompt_registry
 from core.characters import CharacterInput
 from core.experiments import ArmSpec
 from tests.test_generation import run_worker

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import ai_functions, characters, generation, prompt_registry
+from core import characters, generation
+from core.ai import ai_functions, prompt_registry
 from core.characters import CharacterInput
-from core.prompt_registry import BODY_MAX, TemplateLimitError, TemplateProblem
-from core.template_sandbox import OUTPUT_MAX, RANGE_MAX
+from core.ai.prompt_registry import BODY_MAX, TemplateLimitError, TemplateProblem
+from core.ai.template_sandbox import OUTPUT_MAX, RANGE_MAX
 from db.engine import session_scope
 from db.models import PromptVersion
 

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import characters, generation, prompt_registry, references, review, styles, tags
+from core import characters, generation, references, review, styles, tags
+from core.ai import prompt_registry
 from core.vectors import map_view
 from core.characters import CharacterInput
 from core.errors import ConflictError, DuplicateError, ValidationError

@@ -3,11 +3,12 @@
 import pytest
 import sqlalchemy as sa
 
-from core import ai_functions, characters, references
+from core import characters, references
+from core.ai import ai_functions
 from core.characters import CharacterInput
-from core.json_extract import ModelOutputError
-from core.pricing import Usage, cost_usd
-from core.providers import ContentRefused, OpenAIProvider, ProviderError
+from core.ai.json_extract import ModelOutputError
+from core.ai.pricing import Usage, cost_usd
+from core.ai.providers import ContentRefused, OpenAIProvider, ProviderError
 from db.engine import session_scope
 from db.models import AICall
 from tests.helpers import image_bytes
@@ -125,7 +126,7 @@ def test_secret_never_reaches_the_log_or_the_row(stub, editor, caplog):
 
 
 def test_provider_is_chosen_by_key(settings_override):
-    from core.providers import OfflineProvider, get_provider
+    from core.ai.providers import OfflineProvider, get_provider
 
     settings_override(openai_api_key="")
     assert isinstance(get_provider(), OfflineProvider)

@@ -137,7 +137,7 @@ def _click(at: AppTest, label: str) -> AppTest:
 
 
 def test_prompts_page_save_broken_and_good_versions_and_try_it(editor):
-    from core import prompt_registry
+    from core.ai import prompt_registry
     from core.demo import load_demo_cast
 
     at = _page("pages/prompts.py")
@@ -167,7 +167,7 @@ def test_activity_page_empty_then_with_calls(editor):
     at = _page("pages/activity.py")
     assert not at.exception
     assert any("No AI calls" in i.value for i in at.info)
-    from core import ai_functions
+    from core.ai import ai_functions
 
     ai_functions.suggest_names(description="a knight", traits=["brave"], style_id=None, requested_by=editor)
     from core.errors import ValidationError

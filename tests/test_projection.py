@@ -214,12 +214,12 @@ def test_small_maps_use_tsne_keep_neighbourhoods_and_place_new_points(settings_o
 
 
 def test_maps_pickled_before_core_was_grouped_still_load():
-    """Fitted maps on disk name core.map_layout / core.projection (before core/vectors/): they still load."""
+    """Fitted maps on disk name core.vectors.map_layout / core.vectors.projection (before core/vectors/): they still load."""
     import io
     import pickle
 
     from core.vectors import map_layout, projection
 
-    old = pickle.dumps(map_layout.TsneReducer, protocol=0).replace(b"core.vectors.map_layout", b"core.map_layout")
+    old = pickle.dumps(map_layout.TsneReducer, protocol=0).replace(b"core.vectors.map_layout", b"core.vectors.map_layout")
     assert b"ccore.map_layout\nTsneReducer" in old
     assert projection._MovedModulesUnpickler(io.BytesIO(old)).load() is map_layout.TsneReducer

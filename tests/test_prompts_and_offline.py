@@ -4,11 +4,12 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from core import ai_calls, ai_functions, characters, prompt_registry, references, styles
+from core import characters, references, styles
+from core.ai import ai_calls, ai_functions, prompt_registry
 from core.characters import CharacterInput
-from core.json_extract import ModelOutputError, extract_json
-from core.prompt_registry import TemplateProblem
-from core.providers import OfflineProvider
+from core.ai.json_extract import ModelOutputError, extract_json
+from core.ai.prompt_registry import TemplateProblem
+from core.ai.providers import OfflineProvider
 from db.engine import session_scope
 from db.models import AICall
 from tests.helpers import image_bytes

@@ -4,9 +4,10 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import ai_functions, characters, prompt_registry, styles
+from core import characters, styles
+from core.ai import ai_functions, prompt_registry
 from core.characters import CharacterInput
-from core.prompt_text import tidy_prompt
+from core.ai.prompt_text import tidy_prompt
 
 
 def test_description_written_as_a_sentence_joins_cleanly(editor):
@@ -90,7 +91,7 @@ def test_a_cluster_whose_members_have_terms_is_never_just_a_number(members):
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ab c,.", max_size=80), st.integers(2, 60))
 def test_clipped_captions_end_with_an_ellipsis_at_a_word_boundary(text, limit):
-    from core.prompt_text import clip_words
+    from core.ai.prompt_text import clip_words
 
     out = clip_words(text, limit)
     flat = " ".join(text.split())
@@ -106,7 +107,7 @@ def test_clipped_captions_end_with_an_ellipsis_at_a_word_boundary(text, limit):
 
 
 def test_clip_words_example():
-    from core.prompt_text import clip_words
+    from core.ai.prompt_text import clip_words
 
     assert clip_words("Ayla on a cliff in a thunderstorm at dusk", 20) == "Ayla on a cliff in…"
     assert clip_words("short", 20) == "short"

@@ -102,7 +102,7 @@ class OpenAITextEmbedder:
     max_chars_per_batch = 250_000  # ~ 60k tokens at ~4 chars/token, under the 300k-token request cap
 
     def __init__(self) -> None:
-        from core.providers import OpenAIProvider
+        from core.ai.providers import OpenAIProvider
 
         self._provider = OpenAIProvider()
         self.calls = 0
@@ -120,8 +120,8 @@ class OpenAITextEmbedder:
             yield batch
 
     def embed(self, items: list[str]) -> np.ndarray:
-        from core.ai_engine import record_call
-        from core.pricing import Usage
+        from core.ai.ai_engine import record_call
+        from core.ai.pricing import Usage
 
         out: list[list[float]] = []
         for batch in self._batches(items):

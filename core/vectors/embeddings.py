@@ -70,7 +70,7 @@ def machine_captions(*, subject_type: str, ids: list[int] | None = None) -> dict
 def caption_missing(*, subject_type: str, ids: list[int]) -> int:
     """With the openai provider, caption images that have no vision caption yet (their text then says what
     the image shows). A failed caption is logged and skipped: the image still embeds from its prompt/caption."""
-    from core import ai_functions
+    from core.ai import ai_functions
     from core.settings import get_settings
 
     if get_settings().provider_name != "openai" or not ids:

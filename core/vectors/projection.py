@@ -179,9 +179,9 @@ def load_model(p: Projection) -> dict | None:
 
 
 class _MovedModulesUnpickler(pickle.Unpickler):
-    """Maps pickled before core/ was grouped name core.projection / core.map_layout: read them from core.vectors."""
+    """Maps pickled before core/ was grouped name core.vectors.projection / core.vectors.map_layout: read them from core.vectors."""
 
-    MOVED = {"core.projection": "core.vectors.projection", "core.map_layout": "core.vectors.map_layout"}
+    MOVED = {"core.vectors.projection": "core.vectors.projection", "core.vectors.map_layout": "core.vectors.map_layout"}
 
     def find_class(self, module: str, name: str):
         return super().find_class(self.MOVED.get(module, module), name)

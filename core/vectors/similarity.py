@@ -24,7 +24,7 @@ from core import images
 from core.vectors import embeddings
 from core.vectors.embedding_spaces import dims_of, get_embedder, image_space, text_space
 from core.errors import ValidationError
-from core.prompt_text import clip_words
+from core.ai.prompt_text import clip_words
 from core.settings import get_settings
 from core.text import SEARCH_MAX
 from db.engine import session_scope

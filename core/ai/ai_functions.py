@@ -11,13 +11,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core import media, prompt_registry
-from core.ai_engine import AIFunction, AIOutcome, ProgressFn, RunContext, run
+from core import media
+from core.ai import prompt_registry
+from core.ai.ai_engine import AIFunction, AIOutcome, ProgressFn, RunContext, run
 from core.errors import ValidationError, require
 from core.images import inspect_image
-from core.json_extract import ModelOutputError, extract_json
-from core.prompt_context import character_context
-from core.providers import MAX_REFERENCE_IMAGES, ImageResult, TextResult
+from core.ai.json_extract import ModelOutputError, extract_json
+from core.ai.prompt_context import character_context
+from core.ai.providers import MAX_REFERENCE_IMAGES, ImageResult, TextResult
 from core.settings import get_settings
 from core.shots import slot_by_key
 from db.engine import session_scope

@@ -10,7 +10,7 @@ Two layers keep an editor's template from exhausting the machine:
     OUTPUT_MAX (counted while rendering, so a runaway loop stops early).
 (b) The hard limit: this module's `main()` runs in a child process with
     RLIMIT_AS (memory) and a per-render RLIMIT_CPU, and the parent
-    (core/template_runner.py) kills it on a wall-clock timeout. Whatever (a)
+    (core/ai/template_runner.py) kills it on a wall-clock timeout. Whatever (a)
     does not foresee (string doubling with `~`, a regex of pathological cost)
     ends there.
 

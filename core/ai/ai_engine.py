@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core import prompt_registry
-from core.pricing import Usage, cost_usd
-from core.providers import ImageResult, Provider, TextResult, get_provider
+from core.ai import prompt_registry
+from core.ai.pricing import Usage, cost_usd
+from core.ai.providers import ImageResult, Provider, TextResult, get_provider
 from db.engine import session_scope
 from db.models import AICall
 

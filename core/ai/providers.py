@@ -1,6 +1,6 @@
 """Provider interface and the two providers: `offline` and `openai`.
 
-Pages and jobs never call a provider directly: they go through core.ai_engine,
+Pages and jobs never call a provider directly: they go through core.ai.ai_engine,
 which builds the prompt from the registry and records an ai_call row. The
 openai provider retries 429 (honouring Retry-After), 5xx and timeouts with
 backoff, and never retries a content-policy refusal.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from core.errors import WorkbenchError
-from core.pricing import Usage
+from core.ai.pricing import Usage
 from core.settings import Settings, get_settings
-from core.sketch import draw_sketch
+from core.ai.sketch import draw_sketch
 
 log = logging.getLogger(__name__)
 MAX_REFERENCE_IMAGES = 16

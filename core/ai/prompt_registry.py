@@ -4,8 +4,8 @@ Resolution order: override → active database version → file default in
 prompts/templates/. Every render happens in a jinja2 SandboxedEnvironment with
 StrictUndefined and no loader, so a template can neither reach Python
 internals nor the filesystem, and a typo'd variable fails loudly; it runs in a
-child process with time, memory and output limits (core/template_sandbox.py,
-core/template_runner.py), so no template can exhaust a worker or the app.
+child process with time, memory and output limits (core/ai/template_sandbox.py,
+core/ai/template_runner.py), so no template can exhaust a worker or the app.
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import select
 
-from core import template_runner
+from core.ai import template_runner
 from core.errors import NotFoundError
-from core.prompt_text import tidy_prompt
+from core.ai.prompt_text import tidy_prompt
 from core.settings import PROJECT_ROOT
-from core.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
+from core.ai.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
 from core.text import NOTE_MAX, clean_text
 from db.engine import session_scope
 from db.models import PromptVersion
@@ -71,7 +71,7 @@ def render_body(body: str, context: dict[str, Any]) -> str:
 
     Every render goes through here (save check, preview, "try it", worker slots), so one
     limit applies everywhere; TemplateProblem names the line, variable or limit. The result is
-    tidied into clean sentences whatever the fields look like (core.prompt_text).
+    tidied into clean sentences whatever the fields look like (core.ai.prompt_text).
     """
     check_body_size(body)
     return tidy_prompt(template_runner.render(body, context))
@@ -83,7 +83,7 @@ def prompt_hash(text: str) -> str:
 
 def sample_context() -> dict[str, Any]:
     """Every variable a template may use, with plausible values: drafts must render against it."""
-    from core.prompt_context import SAMPLE_CONTEXT
+    from core.ai.prompt_context import SAMPLE_CONTEXT
 
     return SAMPLE_CONTEXT
 
@@ -112,7 +112,7 @@ def check_body_size(body: str) -> None:
 
 def limits_summary() -> str:
     """What every render is held to, in the editor's words (the Prompts page shows it)."""
-    from core import template_sandbox as sb
+    from core.ai import template_sandbox as sb
     from core.settings import get_settings
 
     s = get_settings()

@@ -1,6 +1,6 @@
 """Every template render goes through a small pool of long-lived child processes.
 
-The child (core/template_sandbox.py `main`) renders under RLIMIT_AS and a
+The child (core/ai/template_sandbox.py `main`) renders under RLIMIT_AS and a
 per-render RLIMIT_CPU; here the parent adds the wall-clock deadline. A child
 that breaches a limit, crashes or misses the deadline is killed and replaced,
 and the render is refused with a TemplateLimitError naming the limit. Children
@@ -43,7 +43,7 @@ class TemplateLimitError(TemplateProblem):
 class _Child:
     def __init__(self, memory_mb: int, cpu_s: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "core.template_sandbox", str(memory_mb), str(cpu_s)],
+            [sys.executable, "-m", "core.ai.template_sandbox", str(memory_mb), str(cpu_s)],
             cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,  # a crash lands in our log
             env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "HOME")},
             close_fds=True,
