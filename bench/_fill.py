@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from core import media
-from core.images import make_thumbnail
+from core.media.images import make_thumbnail
 from core.settings import get_settings
 from core.shots import shot_list
 from db.engine import get_engine

@@ -26,7 +26,7 @@ from core.ai.ai_functions import SlotImage
 from core.errors import NotFoundError, ValidationError, require
 from core.run_metadata import run_metadata
 from core.fencing import Claim, SlotLost, claim_slot, enter_provider_call, variation_rel_path
-from core.images import make_thumbnail
+from core.media.images import make_thumbnail
 from core.ai.providers import get_provider
 from core.settings import get_settings
 from core.shots import shot_list, slot_by_key

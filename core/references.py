@@ -19,10 +19,10 @@ from sqlmodel import select
 
 from core import media
 from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
-from core.images import check_filename, prepare_for_storage
+from core.media.images import check_filename, prepare_for_storage
 from core.settings import get_settings
 from core.text import CAPTION_MAX, clean_text
-from core.urlfetch import fetch_image_bytes
+from core.media.urlfetch import fetch_image_bytes
 from db.engine import session_scope
 from db.models import Character, ReferenceImage, utcnow
 

@@ -137,7 +137,7 @@ GRID_THUMB_PX = 120  # a coverage-grid cell is about this wide at common screen 
 
 @functools.lru_cache(maxsize=4096)  # not st.cache_data: its per-call hashing and copying cost more than the read
 def _grid_thumbnail(root: str, rel: str) -> str:
-    from core.images import data_uri
+    from core.media.images import data_uri
 
     return data_uri(media.read_bytes(rel), size=GRID_THUMB_PX)  # a missing file raises, and is not cached
 

@@ -22,7 +22,7 @@ from PIL import Image, PngImagePlugin
 from core import characters, media, references
 from core.characters import CharacterInput
 from core.errors import ConflictError, DuplicateError, ImageRejected, NotFoundError
-from core.images import check_filename, inspect_image, prepare_for_storage
+from core.media.images import check_filename, inspect_image, prepare_for_storage
 from db.engine import session_scope
 from db.models import ReferenceImage
 from tests.helpers import image_bytes

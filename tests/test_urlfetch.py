@@ -1,6 +1,6 @@
 """URL fetching against real local servers: DNS rebinding, pinned TLS, trickling servers, hostile URLs.
 
-The resolver is an injectable parameter of core.urlfetch (the only stand-in: DNS answers we choose).
+The resolver is an injectable parameter of core.media.urlfetch (the only stand-in: DNS answers we choose).
 Local servers are reached through `allow_networks`, a keyword argument no setting or page can pass,
 so the production default (no private addresses) is what every other check here runs under.
 """
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import FetchError
-from core.urlfetch import address_problem, check_url, fetch_image_bytes
+from core.media.urlfetch import address_problem, check_url, fetch_image_bytes
 from tests.helpers import image_bytes
 
 PUBLIC = "93.184.216.34"

@@ -15,7 +15,7 @@ from core import media
 from core.ai import prompt_registry
 from core.ai.ai_engine import AIFunction, AIOutcome, ProgressFn, RunContext, run
 from core.errors import ValidationError, require
-from core.images import inspect_image
+from core.media.images import inspect_image
 from core.ai.json_extract import ModelOutputError, extract_json
 from core.ai.prompt_context import character_context
 from core.ai.providers import MAX_REFERENCE_IMAGES, ImageResult, TextResult

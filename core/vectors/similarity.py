@@ -20,7 +20,7 @@ from typing import Sequence
 import sqlalchemy as sa
 from PIL import Image as PILImage
 
-from core import images
+from core.media import images
 from core.vectors import embeddings
 from core.vectors.embedding_spaces import dims_of, get_embedder, image_space, text_space
 from core.errors import ValidationError

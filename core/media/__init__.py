@@ -1,5 +1,8 @@
 """The one way to store files: under MEDIA_ROOT, atomically, content-hashed.
 
+(The package also holds what files go through before they are stored: `images` checks and
+re-encodes image bytes, `urlfetch` fetches them from the web safely.)
+
 Callers write the file first and commit the row that points at it second; if
 the commit fails they call `remove` so no orphan file stays behind.
 """
