@@ -181,7 +181,8 @@ def load_model(p: Projection) -> dict | None:
 class _MovedModulesUnpickler(pickle.Unpickler):
     """Maps pickled before core/ was grouped name core.vectors.projection / core.vectors.map_layout: read them from core.vectors."""
 
-    MOVED = {"core.vectors.projection": "core.vectors.projection", "core.vectors.map_layout": "core.vectors.map_layout"}
+    MOVED = {"core" + ".projection": "core.vectors.projection",  # split strings: regroup scripts leave them alone
+             "core" + ".map_layout": "core.vectors.map_layout"}
 
     def find_class(self, module: str, name: str):
         return super().find_class(self.MOVED.get(module, module), name)
