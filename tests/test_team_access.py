@@ -55,3 +55,13 @@ def test_audit_rows_keep_only_changed_fields_and_roll_back_with_the_write():
             audit.record(s, who="a@b.c", action="character.update", entity="character", entity_id=8)
             raise RuntimeError("the write failed")
     assert audit.history(entity="character", entity_id=8) == []
+
+
+def test_pages_can_ask_before_showing_a_button_and_get_the_same_message():
+    _member("view@example.com", "viewer")
+    assert access.can(who="view@example.com", action="review.decide") is False
+    assert access.refusal(who="view@example.com", action="review.decide") == (
+        "Deciding on an image needs the reviewer role; you are a viewer.")
+    _member("ed@example.com", "editor")
+    assert access.can(who="ed@example.com", action="generation.request")
+    assert access.refusal(who="ed@example.com", action="generation.request") is None

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from core.errors import PermissionDenied
 from core.settings import get_settings
+from db.engine import session_scope
 from db.models_team import Member
 
 ROLES: tuple[str, ...] = ("viewer", "reviewer", "editor", "admin")
@@ -89,6 +90,32 @@ def allowed(role: str, action: str) -> bool:
     return rank(role) >= rank(least)
 
 
+def refusal_message(role: str, action: str) -> str:
+    """How a refused action is explained: what it is, the role it needs, the role held."""
+    least, what = ACTIONS[action]
+    if role == NO_ROLE:
+        return (f"{what.capitalize()} needs the {least} role; you are not a member of this "
+                "workbench yet. Ask an admin to add you.")
+    return f"{what.capitalize()} needs the {least} role; you are a {role}."
+
+
+def role_now(*, who: str) -> str:
+    """The role `who` holds now, in a session of its own (pages use it to disable what core would refuse)."""
+    with session_scope() as s:
+        return role_of(s, who=who)
+
+
+def can(*, who: str, action: str) -> bool:
+    """Would `authorize` pass? For greying out buttons; the write itself still calls authorize."""
+    return allowed(role_now(who=who), action)
+
+
+def refusal(*, who: str, action: str) -> str | None:
+    """None when `who` may do `action`, else the message a refused write would show (a button's help)."""
+    role = role_now(who=who)
+    return None if allowed(role, action) else refusal_message(role, action)
+
+
 def authorize(s: Session, *, who: str, action: str) -> str:
     """Refuse (PermissionDenied naming the role needed) unless `who` may do `action`; return their role.
 
@@ -98,8 +125,4 @@ def authorize(s: Session, *, who: str, action: str) -> str:
     role = role_of(s, who=who)
     if allowed(role, action):
         return role
-    least, what = ACTIONS[action]
-    if role == NO_ROLE:
-        raise PermissionDenied(f"{what.capitalize()} needs the {least} role; you are not a member of this "
-                               "workbench yet. Ask an admin to add you.")
-    raise PermissionDenied(f"{what.capitalize()} needs the {least} role; you are a {role}.")
+    raise PermissionDenied(refusal_message(role, action))
