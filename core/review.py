@@ -18,8 +18,9 @@ from core import media
 from core.errors import ValidationError
 from core.shots import shot_list
 from core.review_decisions import (  # noqa: F401 (decisions are part of the review service's API)
-    NOTE_MAX, Decision, bulk_approve, bulk_reject, decide, get_variation, image_label, review, undo,
+    NOTE_MAX, Decision, adjudicate, bulk_approve, bulk_reject, decide, get_variation, image_label, review, undo,
 )
+from core.review_votes import votes_required  # noqa: F401
 from db.engine import session_scope
 from db.models import RUN_ACTIVE, Character, GenerationRun, ReferenceImage, Style, Variation
 
@@ -48,7 +49,7 @@ class CoverageRow:
     cells: dict[str, Cell]
 
 
-REVIEW_STATES = ("unreviewed", "approved", "rejected")
+REVIEW_STATES = ("unreviewed", "approved", "rejected", "disputed")  # disputed: double review disagreed
 PAGE_SIZE = 25
 SEARCH_MAX = 100
 
@@ -335,3 +336,36 @@ def export_approved(*, character_ids: list[int] | None = None, filters: ReviewFi
             "reviewed_by": m["reviewed_by"], "reviewed_at": m["reviewed_at"].isoformat() if m["reviewed_at"] else None,
             "prompt": m["rendered_prompt"],
         }) for m in rows])
+
+
+@dataclass(frozen=True)
+class Disputed:
+    """An image double review could not settle, with the reviewers' votes (shown only to the adjudicator)."""
+
+    item: QueueItem
+    votes: list[tuple[str, str, tuple[str, ...], str]]  # reviewer, decision, reason codes, note
+
+
+def disputed(*, limit: int = 50) -> list[Disputed]:
+    """The Adjudicate queue: disputed latest attempts, oldest dispute first, each with its reviewer votes."""
+    from db.models_team import ReviewVote
+
+    latest = _latest_subquery()
+    with session_scope() as s:
+        rows = s.execute(
+            sa.select(Variation.id, Character.id, Character.name, Variation.slot_key, Variation.attempt,
+                      Variation.drift_score).join(Character, Character.id == Variation.character_id)
+            .join(latest, latest.c.id == Variation.id)
+            .where(Variation.review_status == "disputed", Character.archived.is_(False))
+            .order_by(Variation.reviewed_at, Variation.id).limit(limit)).all()
+        ids = [r[0] for r in rows]
+        vote_rows = s.execute(sa.select(ReviewVote).where(ReviewVote.variation_id.in_(ids),
+                                                          ReviewVote.adjudication.is_(False))
+                              .order_by(ReviewVote.decided_at, ReviewVote.id)).scalars().all() if ids else []
+    by_id: dict[int, list] = {}
+    for x in vote_rows:
+        by_id.setdefault(x.variation_id, []).append((x.reviewer, x.decision, tuple(x.reason_codes), x.note))
+    return [Disputed(QueueItem(*r), by_id.get(r[0], [])) for r in rows]
+
+
+from core.review_claims import CLAIM_BATCH, available, claim_next, held_by, release  # noqa: E402,F401

@@ -1,7 +1,10 @@
 """Review decisions on single images and in bulk: validation, the Decision record that undo restores.
 
 Split from core/review.py (grid, queue, export); core.review re-exports these, so callers keep
-`review.decide(...)`.
+`review.decide(...)`. Every decision is authorized in core (review.decide / review.undo /
+review.bulk / review.adjudicate), refused on an image held in another reviewer's queue, kept as the
+reviewer's vote (core/review_votes.py: double review, metrics, agreement) and leaves exactly one
+audit row per image in its own transaction.
 """
 from __future__ import annotations
 
@@ -10,12 +13,15 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from core import review_votes as votes
 from core.errors import ConflictError, NotFoundError, ValidationError, require
 from core.generation import REASON_CODES
 from core.shots import slot_by_key
+from core.team.access import authorize
+from core.team.audit import record, snapshot
 from core.text import clean_text
 from db.engine import session_scope
-from db.models import Character, Variation, utcnow
+from db.models import Character, Variation
 
 NOTE_MAX = 2000
 
@@ -48,35 +54,87 @@ def _checked_decision(decision: str, reason_codes: list[str] | None, note: str) 
 
 @dataclass(frozen=True)
 class Decision:
-    """One review decision and the state it replaced: what the page names in its message and what undo restores."""
+    """One review decision and the state it replaced: what the page names in its message and what undo restores.
+
+    `decision` is what the reviewer decided; `after` is the image's (review_status, reviewed_by, reviewed_at)
+    right after it (with double review a first vote leaves the image unreviewed); `previous_vote` is the
+    reviewer's earlier vote on the image, if any, which undo puts back."""
 
     variation_id: int
     label: str
     decision: str
     reviewer: str
-    reviewed_at: datetime
+    reviewed_at: datetime | None
     previous: tuple[str, tuple[str, ...], str, str | None, datetime | None]  # status, codes, note, by, at
+    after: tuple[str, str | None, datetime | None] | None = None
+    vote_id: int | None = None
+    previous_vote: votes.VoteState | None = None
+    adjudication: bool = False
+
+    @property
+    def final(self) -> str:
+        """The image's review state after the decision ('unreviewed' while double review awaits more votes)."""
+        return self.after[0] if self.after else self.decision
+
+
+def _label(s, v: Variation) -> str:
+    name = s.execute(sa.select(Character.name).where(Character.id == v.character_id)).scalar_one()
+    return image_label(character_name=name, slot_key=v.slot_key, attempt=v.attempt)
+
+
+def _previous(v: Variation) -> tuple:
+    return (v.review_status, tuple(v.reason_codes), v.review_note, v.reviewed_by, v.reviewed_at)
+
+
+def _apply(s, v: Variation, *, reviewer: str, role: str, action: str, decision: str, codes: list[str], note: str,
+           label: str, shown_at: datetime | None = None) -> Decision:
+    """One reviewer's decision on one locked image: vote, settle, release the claim, one audit row."""
+    previous = _previous(v)
+    before = snapshot(v, votes.REVIEW_FIELDS)
+    prior = votes.vote_state(votes.own_vote(s, variation_id=v.id, reviewer=reviewer))
+    before["vote"] = prior.decision if prior else None
+    vote_id = None
+    if decision == "unreviewed":
+        votes.restore_vote(s, variation_id=v.id, reviewer=reviewer, previous=None)
+    else:
+        seconds = votes.decision_seconds(s, variation_id=v.id, reviewer=reviewer, shown_at=shown_at)
+        vote_id = votes.upsert_vote(s, variation_id=v.id, reviewer=reviewer, decision=decision,
+                                    codes=codes if decision == "rejected" else [], note=note.strip(), seconds=seconds)
+    votes.settle(s, v=v, reviewer=reviewer, decision=decision, codes=codes, note=note)
+    votes.drop_claim_and_renew(s, variation_id=v.id, reviewer=reviewer)
+    s.add(v)
+    s.flush()
+    s.refresh(v)
+    after = snapshot(v, votes.REVIEW_FIELDS)
+    after["vote"] = None if decision == "unreviewed" else decision
+    record(s, who=reviewer, role=role, action=action, entity="variation", entity_id=v.id, before=before,
+           after=after, label=label)
+    return Decision(v.id, label, decision, reviewer, v.reviewed_at, previous,
+                    after=(v.review_status, v.reviewed_by, v.reviewed_at), vote_id=vote_id, previous_vote=prior)
+
+
+def _locked(s, variation_id: int) -> Variation:
+    v = require(s.get(Variation, variation_id, with_for_update=True), f"Variation #{variation_id} does not exist.")
+    if v.status != "completed":
+        raise ValidationError(f"Only completed images can be reviewed (this one is {v.status}).")
+    return v
 
 
 def decide(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
-           note: str = "") -> Decision:
-    """Approve / reject / reset one image; the returned Decision names the image and can be undone."""
+           note: str = "", shown_at: datetime | None = None) -> Decision:
+    """Approve / reject / reset one image; the returned Decision names the image and can be undone.
+
+    Refused for a role below reviewer, for an image held in someone else's review queue, and (double
+    review) for an image already settled. `shown_at` (when the page showed the image) times the decision."""
     codes = _checked_decision(decision, reason_codes, note)
     with session_scope() as s:
-        v = require(s.get(Variation, variation_id, with_for_update=True), f"Variation #{variation_id} does not exist.")
-        if v.status != "completed":
-            raise ValidationError(f"Only completed images can be reviewed (this one is {v.status}).")
-        previous = (v.review_status, tuple(v.reason_codes), v.review_note, v.reviewed_by, v.reviewed_at)
-        v.review_status = decision
-        v.reason_codes = codes if decision == "rejected" else []
-        v.review_note = note.strip()
-        v.reviewed_by, v.reviewed_at = reviewer, utcnow()
-        s.add(v)
-        s.flush()
-        s.refresh(v)
-        name = s.execute(sa.select(Character.name).where(Character.id == v.character_id)).scalar_one()
-        label = image_label(character_name=name, slot_key=v.slot_key, attempt=v.attempt)
-        return Decision(v.id, label, decision, reviewer, v.reviewed_at, previous)
+        role = authorize(s, who=reviewer, action="review.decide")
+        v = _locked(s, variation_id)
+        label = _label(s, v)
+        votes.refuse_if_claimed_by_other(s, variation_id=v.id, reviewer=reviewer, label=label)
+        votes.check_open_for_votes(v, label=label)
+        return _apply(s, v, reviewer=reviewer, role=role, action="review.decide", decision=decision, codes=codes,
+                      note=note, label=label, shown_at=shown_at)
 
 
 def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: list[str] | None = None,
@@ -85,41 +143,97 @@ def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: lis
     return get_variation(variation_id=variation_id)
 
 
-def undo(*, decision: Decision) -> Decision:
-    """Put the image back the way it was before `decision`, unless someone reviewed it again since (then
-    nothing changes: undoing would silently drop their decision)."""
+def adjudicate(*, variation_id: int, decision: str, editor: str, reason_codes: list[str] | None = None,
+               note: str = "") -> Decision:
+    """Settle an image (typically a 'disputed' one) with an adjudication vote: editor role. The reviewers'
+    votes stay as they were (agreement is measured on them); the image takes the adjudicator's decision."""
+    if decision not in ("approved", "rejected"):
+        raise ValidationError(f"An adjudication approves or rejects (not '{decision}').")
+    codes = _checked_decision(decision, reason_codes, note)
     with session_scope() as s:
+        role = authorize(s, who=editor, action="review.adjudicate")
+        v = _locked(s, variation_id)
+        label = _label(s, v)
+        previous, before = _previous(v), snapshot(v, votes.REVIEW_FIELDS)
+        vote = votes.ReviewVote(variation_id=v.id, reviewer=votes.actor_label(editor), decision=decision,
+                                reason_codes=codes if decision == "rejected" else [], note=note.strip(),
+                                adjudication=True)
+        s.add(vote)
+        v.review_status, v.reason_codes = decision, (codes if decision == "rejected" else [])
+        v.review_note, v.reviewed_by, v.reviewed_at = note.strip(), editor, votes.utcnow()
+        s.add(v)
+        s.flush()
+        s.refresh(v)
+        record(s, who=editor, role=role, action="review.adjudicate", entity="variation", entity_id=v.id,
+               before=before, after=snapshot(v, votes.REVIEW_FIELDS), label=label)
+        return Decision(v.id, label, decision, editor, v.reviewed_at, previous,
+                        after=(v.review_status, v.reviewed_by, v.reviewed_at), vote_id=vote.id, adjudication=True)
+
+
+def undo(*, decision: Decision, who: str | None = None) -> Decision:
+    """Put the image (and the reviewer's vote) back the way it was before `decision`, unless someone reviewed
+    it again since (then nothing changes: undoing would silently drop their decision)."""
+    who = who or decision.reviewer
+    with session_scope() as s:
+        role = authorize(s, who=who, action="review.adjudicate" if decision.adjudication else "review.undo")
         v = require(s.get(Variation, decision.variation_id, with_for_update=True),
                     f"{decision.label} no longer exists; nothing to undo.")
-        if (v.review_status, v.reviewed_by, v.reviewed_at) != (decision.decision, decision.reviewer,
-                                                               decision.reviewed_at):
+        expected = decision.after or (decision.decision, decision.reviewer, decision.reviewed_at)
+        vote_now = (s.get(votes.ReviewVote, decision.vote_id) if decision.vote_id is not None else None)
+        vote_gone = decision.vote_id is not None and (vote_now is None or vote_now.decision != decision.decision)
+        if (v.review_status, v.reviewed_by, v.reviewed_at) != tuple(expected) or vote_gone:
             raise ConflictError(f"{decision.label} was reviewed again since ({v.review_status} by {v.reviewed_by}); "
                                 "nothing was undone.")
+        before = snapshot(v, votes.REVIEW_FIELDS)
         status, codes, note, by, at = decision.previous
         v.review_status, v.reason_codes, v.review_note, v.reviewed_by, v.reviewed_at = status, list(codes), note, by, at
+        if decision.adjudication:
+            s.delete(vote_now)
+        elif decision.vote_id is not None or decision.decision == "unreviewed":
+            votes.restore_vote(s, variation_id=v.id, reviewer=decision.reviewer, previous=decision.previous_vote)
         s.add(v)
+        s.flush()
+        record(s, who=who, role=role, action="review.undo", entity="variation", entity_id=v.id, before=before,
+               after=snapshot(v, votes.REVIEW_FIELDS), label=decision.label)
     return decision
+
+
+def _bulk(*, variation_ids: list[int], reviewer: str, decision: str, codes: list[str], note: str,
+          only_unreviewed: bool) -> int:
+    """One vote and one audit row per affected image, all in one transaction; images held in someone else's
+    queue, not completed, or (double review) already settled are left alone."""
+    ids = sorted({int(i) for i in variation_ids})
+    with session_scope() as s:
+        role = authorize(s, who=reviewer, action="review.bulk")
+        if not ids:
+            return 0
+        q = sa.select(Variation).where(Variation.id.in_(ids), Variation.status == "completed")
+        if only_unreviewed or votes.votes_required() > 1:
+            q = q.where(Variation.review_status == "unreviewed")
+        rows = s.execute(q.order_by(Variation.id).with_for_update()).scalars().all()
+        held = votes.claimed_others(s, variation_ids=[v.id for v in rows], reviewer=reviewer)
+        names = dict(s.execute(sa.select(Character.id, Character.name).where(
+            Character.id.in_({v.character_id for v in rows}))).all())
+        n = 0
+        for v in rows:
+            if v.id in held:
+                continue
+            label = image_label(character_name=names[v.character_id], slot_key=v.slot_key, attempt=v.attempt)
+            _apply(s, v, reviewer=reviewer, role=role, action="review.bulk", decision=decision, codes=codes,
+                   note=note, label=label)
+            n += 1
+        return n
 
 
 def bulk_approve(*, variation_ids: list[int], reviewer: str) -> int:
     """Approves the completed, unreviewed ones among `variation_ids`; returns how many."""
-    with session_scope() as s:
-        res = s.execute(
-            sa.update(Variation).where(Variation.id.in_(variation_ids), Variation.status == "completed",
-                                       Variation.review_status == "unreviewed")
-            .values(review_status="approved", reviewed_by=reviewer, reviewed_at=utcnow(), reason_codes=[])
-            .returning(Variation.id))
-        return len(res.all())
+    return _bulk(variation_ids=variation_ids, reviewer=reviewer, decision="approved", codes=[], note="",
+                 only_unreviewed=True)
 
 
 def bulk_reject(*, variation_ids: list[int], reviewer: str, reason_codes: list[str], note: str = "") -> int:
     """Rejects the completed ones among `variation_ids` with the same reasons; returns how many
     (images still generating or failed are left alone, as a single review would refuse them)."""
     codes = _checked_decision("rejected", reason_codes, note)
-    with session_scope() as s:
-        res = s.execute(
-            sa.update(Variation).where(Variation.id.in_(variation_ids), Variation.status == "completed")
-            .values(review_status="rejected", reason_codes=codes, review_note=note.strip(), reviewed_by=reviewer,
-                    reviewed_at=utcnow())
-            .returning(Variation.id))
-        return len(res.all())
+    return _bulk(variation_ids=variation_ids, reviewer=reviewer, decision="rejected", codes=codes, note=note,
+                 only_unreviewed=False)

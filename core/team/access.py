@@ -57,6 +57,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "price.set": ("admin", "changing prices"),
     "member.manage": ("admin", "managing members and roles"),
     "demo.load": ("admin", "loading the demo cast (it adds styles)"),
+    # review sessions (team-review): duplicates
+    "duplicate.keep": ("reviewer", "keeping both images of a near-duplicate pair"),
 }
 
 

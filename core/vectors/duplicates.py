@@ -134,16 +134,27 @@ def _describe(keys: set[tuple[str, int]]) -> dict[tuple[str, int], Side]:
 
 def keep_both(*, a: tuple[str, int], b: tuple[str, int], editor: str) -> None:
     """Remember that a reviewer looked at this pair and wants both: it is no longer listed."""
+    from core.team.access import authorize
+    from core.team.audit import record
+
     if a == b:
         raise ValidationError("A pair needs two different images.")
+    pair = _ordered(a, b)
     with session_scope() as s:
-        s.execute(sa.text("insert into duplicate_kept (a_type, a_id, b_type, b_id, kept_by) values "
-                          "(:at, :ai, :bt, :bi, :by) on conflict do nothing"),
-                  dict(zip(("at", "ai", "bt", "bi"), _ordered(a, b)), by=editor))
+        role = authorize(s, who=editor, action="duplicate.keep")
+        added = s.execute(sa.text("insert into duplicate_kept (a_type, a_id, b_type, b_id, kept_by) values "
+                                  "(:at, :ai, :bt, :bi, :by) on conflict do nothing returning a_id"),
+                          dict(zip(("at", "ai", "bt", "bi"), pair), by=editor)).first()
+        if added is not None:  # already kept: nothing changed, nothing to record
+            key = f"{pair[0]}:{pair[1]}+{pair[2]}:{pair[3]}"
+            record(s, who=editor, role=role, action="duplicate.keep", entity="duplicate_pair", entity_id=key,
+                   before={"kept": False}, after={"kept": True}, label=f"kept both: {pair[0]} #{pair[1]} and "
+                   f"{pair[2]} #{pair[3]}")
 
 
 def reject_duplicate(*, variation_id: int, of: tuple[str, int], reviewer: str) -> int:
-    """Reject one variation of a pair as a near-duplicate of the other; returns 1 if it was rejected."""
+    """Reject one variation of a pair as a near-duplicate of the other; returns 1 if it was rejected.
+    A bulk rejection underneath: authorized as review.bulk, one audit row for the image."""
     from core import review
 
     return review.bulk_reject(variation_ids=[variation_id], reviewer=reviewer, reason_codes=["duplicate"],

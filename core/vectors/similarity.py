@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_EF_SEARCH = 400  # recall@10 ≈ 0.95–0.96 at 300 on 100k (bench/search.py) was too close to the 0.95 target
 MAX_EF_SEARCH = 1000  # pgvector's ceiling
 EXACT_BELOW = 2000  # scanning this many matching rows exactly is cheaper than a wide index scan
-REVIEW_STATES = ("unreviewed", "approved", "rejected")
+REVIEW_STATES = ("unreviewed", "approved", "rejected", "disputed")
 
 
 @dataclass(frozen=True)
