@@ -87,7 +87,7 @@ def _previous(v: Variation) -> tuple:
 
 
 def _apply(s, v: Variation, *, reviewer: str, role: str, action: str, decision: str, codes: list[str], note: str,
-           label: str, shown_at: datetime | None = None) -> Decision:
+           label: str, shown_at: datetime | None = None, timed: bool = True) -> Decision:
     """One reviewer's decision on one locked image: vote, settle, release the claim, one audit row."""
     previous = _previous(v)
     before = snapshot(v, votes.REVIEW_FIELDS)
@@ -97,7 +97,8 @@ def _apply(s, v: Variation, *, reviewer: str, role: str, action: str, decision: 
     if decision == "unreviewed":
         votes.restore_vote(s, variation_id=v.id, reviewer=reviewer, previous=None)
     else:
-        seconds = votes.decision_seconds(s, variation_id=v.id, reviewer=reviewer, shown_at=shown_at)
+        seconds = (votes.decision_seconds(s, variation_id=v.id, reviewer=reviewer, shown_at=shown_at)
+                   if timed else None)  # a bulk decision has no per-image time
         vote_id = votes.upsert_vote(s, variation_id=v.id, reviewer=reviewer, decision=decision,
                                     codes=codes if decision == "rejected" else [], note=note.strip(), seconds=seconds)
     votes.settle(s, v=v, reviewer=reviewer, decision=decision, codes=codes, note=note)
@@ -220,7 +221,7 @@ def _bulk(*, variation_ids: list[int], reviewer: str, decision: str, codes: list
                 continue
             label = image_label(character_name=names[v.character_id], slot_key=v.slot_key, attempt=v.attempt)
             _apply(s, v, reviewer=reviewer, role=role, action="review.bulk", decision=decision, codes=codes,
-                   note=note, label=label)
+                   note=note, label=label, timed=False)
             n += 1
         return n
 
