@@ -1,14 +1,16 @@
-"""Review: coverage grid (characters × slots), slot comparison, keyboard queue, export."""
+"""Review: coverage grid (characters × slots), slot comparison, claimed keyboard queue, adjudication, agreement,
+export."""
 import html
 
 import streamlit as st
 
-from core import generation, references, review, styles
-from core.vectors import drift
+from core import references, review, styles
 from core.errors import WorkbenchError
 from core.shots import shot_list
 from core.text import escape_markdown as md
 from pages._common import flash, grid_thumbnail, media_path, report, show_flashes, sidebar
+from pages._review_queue import adjudicate_view, decision_form, queue_view, refused, release_claims
+from pages._reviewers import reviewers_view
 
 editor = sidebar()
 st.title("🔍 Review")
@@ -16,9 +18,8 @@ show_flashes()
 
 SLOTS = shot_list()
 STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "", "failed": "❌", "cancelled": "⛔"}
-REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "🔎"}  # icons: ten cells fit at 1024 px
+REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "🔎", "disputed": "⚖️"}  # ten cells fit at 1024 px
 ELLIPSIS = "overflow:hidden;text-overflow:ellipsis;white-space:nowrap;"
-QUEUE_LIST = 50  # queue entries listed under the current image
 
 style_list = styles.list_styles()
 style_names = {s.id: s.name for s in style_list}
@@ -50,9 +51,13 @@ counts = review.review_counts(filters=filters)
 n_queue = counts.get("unreviewed", 0)
 # a keyed switch, not st.tabs: it keeps the editor's view across reruns, and the page knows which view is
 # showing, so the queue's keyboard shortcuts exist only while the queue is on screen
-view = st.segmented_control("View", ["grid", "queue"], key="rv_view", default="grid", required=True,
-                            format_func={"grid": "Coverage grid", "queue": f"Review queue ({n_queue})"}.get,
-                            label_visibility="collapsed")
+n_disputed = counts.get("disputed", 0)
+views = {"grid": "Coverage grid", "queue": f"Review queue ({n_queue})", "adjudicate": f"Adjudicate ({n_disputed})",
+         "reviewers": "Reviewers"}
+if not n_disputed and review.votes_required() == 1 and st.session_state.get("rv_view") != "adjudicate":
+    del views["adjudicate"]  # single review: nothing is ever disputed
+view = st.segmented_control("View", list(views), key="rv_view", default="grid", required=True,
+                            format_func=views.get, label_visibility="collapsed")
 if not counts:
     if not (search or style_id or state or run_id):
         st.info("Nothing to review yet. Open a character and click **Generate variations** (or generate for the "
@@ -65,9 +70,10 @@ last = st.session_state.get("rv_last_decision")
 if last is not None:
     u1, u2 = st.columns([5, 1])
     u1.caption(f"Last decision: **{last.decision}** · {md(last.label)}")
-    if u2.button("Undo", key="rv_undo", disabled=not editor, help="Put that image back the way it was"):
+    if u2.button("Undo", key="rv_undo", disabled=not editor or last.reviewer != editor,
+                 help="Put that image back the way it was"):
         try:
-            review.undo(decision=last)
+            review.undo(decision=last, who=editor)
             del st.session_state["rv_last_decision"]
             flash(f"Undone: {md(last.label)} is {last.previous[0]} again.")
             st.rerun()
@@ -117,39 +123,7 @@ def slot_dialog(character_id: int, name: str, slot_key: str) -> None:
         return
     with st.expander("Prompt of the latest attempt"):
         st.code(latest.rendered_prompt or "(not built yet)", language=None, wrap_lines=True)
-    decision_form(latest, key_prefix="dlg")
-
-
-def decision_form(v, *, key_prefix: str) -> None:
-    codes = list(generation.REASON_CODES)
-    reasons = st.multiselect("Reasons (for a rejection)", codes, default=v.reason_codes,
-                             format_func=generation.REASON_CODES.get, key=f"{key_prefix}_reasons_{v.id}")
-    note = st.text_input("Note", value=v.review_note, key=f"{key_prefix}_note_{v.id}")
-    c1, c2, c3 = st.columns(3)
-    disabled = not editor or v.status != "completed"
-    if c1.button("Approve", type="primary", disabled=disabled, key=f"{key_prefix}_approve_{v.id}", shortcut="A"):
-        _decide(v.id, "approved", [], note)
-    if c2.button("Reject", disabled=disabled, key=f"{key_prefix}_reject_{v.id}", shortcut="X"):
-        _decide(v.id, "rejected", reasons, note)
-    if c3.button("Regenerate slot", disabled=not editor, key=f"{key_prefix}_regen_{v.id}",
-                 help="A new attempt; this one's rejection reasons go into its prompt."):
-        try:
-            generation.regenerate(run_id=v.run_id, requested_by=editor, slot_keys=[v.slot_key])
-            flash(f"{v.slot_key}: new attempt queued.")
-            st.rerun()
-        except Exception as err:
-            report(err)
-
-
-def _decide(variation_id: int, decision: str, reasons: list[str], note: str) -> None:
-    try:
-        done = review.decide(variation_id=variation_id, decision=decision, reviewer=editor, reason_codes=reasons,
-                             note=note)
-        st.session_state["rv_last_decision"] = done
-        flash(f"Marked {decision}: {md(done.label)}.")
-        st.rerun()
-    except Exception as err:
-        report(err)
+    decision_form(latest, who=editor, key_prefix="dlg")
 
 
 def grid_view() -> None:
@@ -162,11 +136,16 @@ def grid_view() -> None:
                     on_change=lambda: st.session_state.update(rv_page_keep=st.session_state["rv_page"]))
     p2.caption(f"{page.total_characters} character(s) · {review.PAGE_SIZE} per page")
     on_page = review.unreviewed_in_order(page.rows)
-    if p3.button(f"Approve all {len(on_page)} unreviewed shown", disabled=not editor or not on_page, key="bulk",
-                 help="Approves the unreviewed images of the characters on this page."):
-        n = review.bulk_approve(variation_ids=on_page, reviewer=editor)
-        flash(f"Approved {n} image(s).")
-        st.rerun()
+    bulk_refused = refused(editor, "review.bulk")
+    if p3.button(f"Approve all {len(on_page)} unreviewed shown", disabled=bool(bulk_refused) or not on_page,
+                 key="bulk", help=bulk_refused or "Approves the unreviewed images of the characters on this page "
+                 "(images in another reviewer's queue are left to them)."):
+        try:
+            n = review.bulk_approve(variation_ids=on_page, reviewer=editor)
+            flash(f"Approved {n} image(s).")
+            st.rerun()
+        except Exception as err:
+            report(err)
     header = st.columns([2] + [1] * len(SLOTS), gap="small")
     header[0].caption("character")
     for col, slot in zip(header[1:], SLOTS):  # short headers on one line, the full label as the tooltip
@@ -195,58 +174,13 @@ def grid_view() -> None:
                 slot_dialog(row.character_id, row.name, slot.key)
 
 
-def queue_view() -> None:
-    if not n_queue:
-        st.success("Queue empty: every completed image shown here has been reviewed.")
-        return
-    o1, o2 = st.columns([3, 1])
-    order = o1.radio("Order", list(review.QUEUE_ORDERS), format_func=review.QUEUE_ORDERS.get, horizontal=True,
-                     key="queue_order", on_change=lambda: st.session_state.update(queue_pos=0),
-                     help="Identity drift = how far the image is from the character's references, as a "
-                          "learned image model sees them.")
-    off_only = o2.toggle("Only off-model", key="queue_off_model",
-                         on_change=lambda: st.session_state.update(queue_pos=0),
-                         help=f"Drift above {drift.off_model_threshold():.2f} (calibrated by bench/visual.py).")
-    total = review.queue_size(filters=filters, off_model_only=True) if off_only else n_queue
-    if not total:
-        st.success("No unreviewed image is flagged off-model.")
-        return
-    pos = max(0, min(st.session_state.get("queue_pos", 0), total - 1))
-    ahead = review.queue_slice(filters=filters, order=order, offset=pos, limit=QUEUE_LIST, off_model_only=off_only)
-    if not ahead:  # the queue shrank since the count (another editor): show its last item
-        pos = max(0, total - 1 - QUEUE_LIST)
-        ahead = review.queue_slice(filters=filters, order=order, offset=pos, limit=QUEUE_LIST,
-                                   off_model_only=off_only)
-        if not ahead:
-            st.success("Queue empty: every completed image shown here has been reviewed.")
-            return
-    item = ahead[0]
-    v = review.get_variation(variation_id=item.variation_id)
-    st.caption(f"{pos + 1} of {total} · keys: **A** approve · **X** reject · **J** next · **K** previous")
-    q1, q2 = st.columns([2, 1])
-    q1.markdown(f"**{md(item.label)}** · {review.drift_label(v.drift_score)}")
-    if media_path(v.path):
-        q1.image(media_path(v.path), caption=md(item.label), width="stretch")
-    with q2:
-        refs = references.list_references(character_id=v.character_id)
-        if refs and media_path(refs[0].thumb_path):
-            st.image(media_path(refs[0].thumb_path), caption="reference", width="stretch")
-        decision_form(v, key_prefix="q")
-        n1, n2 = st.columns(2)
-        if n1.button("Previous", key="q_prev", shortcut="K", disabled=pos == 0):
-            st.session_state["queue_pos"] = pos - 1
-            st.rerun()
-        if n2.button("Next", key="q_next", shortcut="J", disabled=pos >= total - 1):
-            st.session_state["queue_pos"] = pos + 1
-            st.rerun()
-    with st.expander(f"Coming up (next {len(ahead)} of {total})"):
-        st.dataframe([{"#": pos + i + 1, "character": it.character_name, "slot": it.slot_key,
-                       "attempt": it.attempt, "drift": it.drift_score, "off-model": drift.is_off_model(it.drift_score)}
-                      for i, it in enumerate(ahead)],
-                     hide_index=True, width="stretch")
-
-
+if view != "queue":
+    release_claims(editor)  # left the queue: the held images go back to the others at once
 if view == "queue":
-    queue_view()
+    queue_view(who=editor, filters=filters, n_queue=n_queue)
+elif view == "adjudicate":
+    adjudicate_view(who=editor)
+elif view == "reviewers":
+    reviewers_view()
 else:
     grid_view()
