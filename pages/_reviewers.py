@@ -36,3 +36,26 @@ def reviewers_view() -> None:
         st.dataframe(_rows(codes, "reason"), hide_index=True, width="stretch", column_config=fmt)
     else:
         st.caption("No reason code was used on a doubly reviewed image yet.")
+
+
+def reviewer_metrics_view(*, since: date | None, until: date | None) -> None:
+    """Activity page: per reviewer and day — images reviewed, median seconds per decision, approval rate,
+    reasons used (aggregated in SQL by core.review_metrics)."""
+    from core import review_metrics
+
+    st.subheader("Reviewers")
+    until = until or date.today()
+    since = since or until - timedelta(days=30)
+    rows = review_metrics.per_reviewer_day(since=since, until=until)
+    if not rows:
+        st.caption("No review decisions in this period.")
+        return
+    st.caption("Per reviewer and day (UTC). Seconds per decision run from when the image was shown (or claimed) "
+               "to the decision; bulk decisions are counted but not timed.")
+    st.dataframe([{"day": r.day, "reviewer": r.reviewer, "images reviewed": r.reviewed,
+                   "median s / decision": r.median_seconds, "approval rate": r.approval_rate,
+                   "adjudicated": r.adjudicated,
+                   "reasons used": ", ".join(f"{code} ×{n}" for code, n in r.reasons.items())} for r in rows],
+                 hide_index=True, width="stretch",
+                 column_config={"approval rate": st.column_config.NumberColumn(format="percent"),
+                                "median s / decision": st.column_config.NumberColumn(format="%.1f")})

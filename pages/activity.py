@@ -1,4 +1,4 @@
-"""Activity: every AI call, what it cost, and what failed."""
+"""Activity: every AI call, what it cost, and what failed; reviewer metrics per person and day."""
 from datetime import date, timedelta
 
 import plotly.graph_objects as go
@@ -8,6 +8,7 @@ from core.ai import ai_calls
 from core.experiment_results import production_record
 from core.text import escape_markdown as md
 from pages._common import sidebar
+from pages._reviewers import reviewer_metrics_view
 
 sidebar()
 st.title("📈 Activity")
@@ -29,6 +30,7 @@ m3.metric("Failed or refused", failed)
 
 if n_calls == 0:
     st.info("No AI calls in this period yet. Suggest a name on the Characters page or try a prompt on the Prompts page.")
+    reviewer_metrics_view(since=since, until=until)
     st.stop()
 
 series = ai_calls.spend_series(flt=flt)
@@ -93,3 +95,5 @@ st.dataframe([{"version": r.label, "images": r.images, "approved": r.approved, "
     "approval rate": st.column_config.NumberColumn(format="percent"),
     "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
     "per approved image": st.column_config.NumberColumn(format="$%.4f")})
+
+reviewer_metrics_view(since=since, until=until)

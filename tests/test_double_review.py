@@ -111,3 +111,35 @@ def test_kappa_is_undefined_when_chance_agreement_is_certain():
     assert review_agreement.percent_agreement([(A, A), (A, A)]) == 1.0
     assert review_agreement.cohen_kappa([]) is None
     assert review_agreement.cohen_kappa([(A, R), (R, A)]) == pytest.approx(-1.0)
+
+
+def test_the_page_adjudicates_a_dispute_and_shows_agreement(ten):
+    from tests.test_pages import _page
+
+    _vote_all(ten, "ann", ANN)
+    _vote_all(ten, "bob", BOB)
+    at = _page("pages/review.py", editor="ed")
+    at.segmented_control(key="rv_view").set_value("adjudicate").run()
+    assert not at.exception
+    assert any("ann: **approved**" in c.value for c in at.caption)  # the adjudicator sees the votes
+    at.button(key=f"adj_approved_{ten[5]}").click().run()
+    assert not at.exception
+    assert review.get_variation(variation_id=ten[5]).review_status == "approved"
+    assert any("Settled approved" in s.value for s in at.success)
+    at.segmented_control(key="rv_view").set_value("reviewers").run()
+    assert not at.exception
+    pair = next(d.value for d in at.dataframe if "reviewers" in d.value.columns)
+    assert pair.iloc[0]["reviewers"] == "ann & bob" and pair.iloc[0]["Cohen's kappa"] == pytest.approx(0.28 / 0.48)
+
+
+def test_the_queue_card_of_the_second_reviewer_shows_nothing_of_the_first_vote(ten):
+    from tests.test_pages import _page
+
+    review.decide(variation_id=ten[0], decision="rejected", reviewer="ann", reason_codes=["anatomy"],
+                  note="six fingers")
+    bob = _page("pages/review.py", editor="bob")
+    bob.segmented_control(key="rv_view").set_value("queue").run()
+    assert not bob.exception
+    assert bob.multiselect(key=f"q_reasons_{ten[0]}").value == []
+    assert bob.text_input(key=f"q_note_{ten[0]}").value == ""
+    assert not any("ann" in m.value or "six fingers" in m.value for m in [*bob.markdown, *bob.caption])

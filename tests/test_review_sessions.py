@@ -134,3 +134,59 @@ def test_every_decision_leaves_one_audit_row_and_undo_another(fifty):
     with pytest.raises(Exception):
         review.decide(variation_id=fifty[5], decision="rejected", reviewer="ann", reason_codes=[])
     assert audit.history(entity="variation", entity_id=fifty[5]) == []  # a refused write leaves none
+
+
+# ------------------------------------------------------------------ the Review page (AppTest, real database)
+def _queue_label(at) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**Bench character"))
+
+
+def test_two_reviewers_queues_on_the_page_hold_different_images_and_leaving_gives_them_back(fifty):
+    from tests.test_pages import _click, _page
+
+    ann = _page("pages/review.py", editor="ann")
+    ann.segmented_control(key="rv_view").set_value("queue").run()
+    bob = _page("pages/review.py", editor="bob")
+    bob.segmented_control(key="rv_view").set_value("queue").run()
+    assert not ann.exception and not bob.exception
+    held = review.held_by(variation_ids=fifty)
+    assert sorted(held.values()) == ["ann"] * review.CLAIM_BATCH + ["bob"] * review.CLAIM_BATCH
+    assert _queue_label(ann) != _queue_label(bob)
+    assert any(f"1 of {50 - review.CLAIM_BATCH}" in c.value for c in bob.caption)  # ann's images are not offered
+    _click(bob, "Approve")
+    assert not bob.exception
+    decided = [i for i, who in held.items() if who == "bob" and
+               review.get_variation(variation_id=i).review_status == "approved"]
+    assert len(decided) == 1
+    ann.segmented_control(key="rv_view").set_value("grid").run()  # ann leaves the queue
+    assert set(review.held_by(variation_ids=fifty).values()) == {"bob"}
+
+
+def test_a_viewer_sees_the_queue_with_disabled_buttons_that_say_why(fifty):
+    from tests.test_pages import _page
+
+    with session_scope() as s:
+        s.add(Member(identity="vic", role="viewer"))
+    at = _page("pages/review.py", editor="Vic")
+    at.segmented_control(key="rv_view").set_value("queue").run()
+    assert not at.exception
+    approve = next(b for b in at.button if b.label == "Approve")
+    assert approve.disabled and "needs the reviewer role; you are a viewer" in approve.help
+    assert next(b for b in at.button if b.label == "Regenerate slot").disabled
+    assert review.held_by(variation_ids=fifty) == {}  # looking takes nothing from the reviewers
+    at.segmented_control(key="rv_view").set_value("grid").run()
+    assert not at.exception and next(b for b in at.button if b.key == "bulk").disabled
+
+
+def test_the_activity_page_shows_reviewer_metrics(fifty):
+    from tests.test_pages import _page
+
+    review.decide(variation_id=fifty[0], decision="rejected", reviewer="ann", reason_codes=["anatomy"])
+    review.decide(variation_id=fifty[1], decision="approved", reviewer="ann")
+    at = _page("pages/activity.py")
+    assert not at.exception
+    assert any(h.value == "Reviewers" for h in at.subheader)
+    [table] = [d.value for d in at.dataframe if "images reviewed" in d.value.columns]
+    row = table.iloc[0]
+    assert (row["reviewer"], row["images reviewed"], row["approval rate"], row["reasons used"]) == (
+        "ann", 2, 0.5, "anatomy ×1")
