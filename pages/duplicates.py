@@ -3,6 +3,7 @@ import streamlit as st
 
 from core import characters
 from core.vectors import duplicates
+from core.team.access import refusal
 from core.vectors.embedding_spaces import SPACE_LABELS, image_space
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
@@ -46,6 +47,8 @@ def _side(col, side) -> None:
         col.caption(f"reference #{side.subject_id}")
 
 
+reject_refused = refusal(who=editor, action="review.bulk") if editor else "Enter your name in the sidebar first."
+keep_refused = refusal(who=editor, action="duplicate.keep") if editor else "Enter your name in the sidebar first."
 for n, pair in enumerate(pairs):
     key = f"{pair.a.subject_type}{pair.a.subject_id}_{pair.b.subject_type}{pair.b.subject_id}"
     with st.container(border=True, key=f"dup_pair_{n}"):
@@ -58,15 +61,20 @@ for n, pair in enumerate(pairs):
         for side, other, col_label in ((pair.b, pair.a, "right"), (pair.a, pair.b, "left")):
             if side.subject_type == "variation":
                 if act.button(f"Reject {col_label} ({side.label})", key=f"dup_rej_{col_label}_{key}",
-                              disabled=not editor):
+                              disabled=bool(reject_refused), help=reject_refused):
                     try:
-                        duplicates.reject_duplicate(variation_id=side.subject_id,
-                                                    of=(other.subject_type, other.subject_id), reviewer=editor)
-                        flash(f"Rejected {side.name} · {side.label} as a near-duplicate.")
+                        n_rejected = duplicates.reject_duplicate(variation_id=side.subject_id,
+                                                                 of=(other.subject_type, other.subject_id),
+                                                                 reviewer=editor)
+                        if n_rejected:
+                            flash(f"Rejected {side.name} · {side.label} as a near-duplicate.")
+                        else:
+                            flash(f"{side.name} · {side.label} was not rejected: it is in another reviewer's "
+                                  "queue right now (or no longer a completed image).", "warning")
                         st.rerun()
                     except Exception as err:
                         report(err)
-        if act.button("Keep both", key=f"dup_keep_{key}", disabled=not editor):
+        if act.button("Keep both", key=f"dup_keep_{key}", disabled=bool(keep_refused), help=keep_refused):
             try:
                 duplicates.keep_both(a=(pair.a.subject_type, pair.a.subject_id),
                                      b=(pair.b.subject_type, pair.b.subject_id), editor=editor)
