@@ -190,3 +190,22 @@ def test_the_activity_page_shows_reviewer_metrics(fifty):
     row = table.iloc[0]
     assert (row["reviewer"], row["images reviewed"], row["approval rate"], row["reasons used"]) == (
         "ann", 2, 0.5, "anatomy ×1")
+
+
+def test_near_duplicate_decisions_are_authorized_and_audited(fifty):
+    from core.vectors import duplicates
+
+    with session_scope() as s:
+        s.add(Member(identity="vic", role="viewer"))
+    with pytest.raises(PermissionDenied, match="Keeping both images of a near-duplicate pair needs the reviewer"):
+        duplicates.keep_both(a=("variation", fifty[0]), b=("variation", fifty[1]), editor="vic")
+    duplicates.keep_both(a=("variation", fifty[1]), b=("variation", fifty[0]), editor="ann")
+    duplicates.keep_both(a=("variation", fifty[0]), b=("variation", fifty[1]), editor="ann")  # already kept
+    [kept] = audit.events(filters=audit.AuditFilter(entity="duplicate_pair"))
+    assert (kept.action, kept.entity_id, kept.changes) == ("duplicate.keep", f"variation:{fifty[0]}+variation:"
+                                                           f"{fifty[1]}", {"kept": [False, True]})
+    assert duplicates.reject_duplicate(variation_id=fifty[2], of=("variation", fifty[3]), reviewer="ann") == 1
+    [row] = audit.history(entity="variation", entity_id=fifty[2])
+    assert (row.action, row.changes["reason_codes"]) == ("review.bulk", [[], ["duplicate"]])
+    review.claim_next(reviewer="bob", n=5)  # fifty[4] is now in bob's queue
+    assert duplicates.reject_duplicate(variation_id=fifty[4], of=("variation", fifty[3]), reviewer="ann") == 0
