@@ -121,7 +121,9 @@ def settle(s: Session, *, v: Variation, reviewer: str, decision: str, codes: lis
     k = 1: this decision is the state (today's behaviour). k > 1: unchanged until k votes; then the
     agreed decision, or 'disputed' (reasons and notes of all votes kept for the adjudicator)."""
     k = votes_required()
-    if k == 1 or decision == "unreviewed":
+    if k > 1 and decision == "unreviewed":  # a withdrawn vote: the image was unreviewed and stays so
+        return
+    if k == 1:
         v.review_status = decision
         v.reason_codes = codes if decision == "rejected" else []
         v.review_note = note.strip()

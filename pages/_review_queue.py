@@ -115,7 +115,7 @@ def queue_view(*, who: str | None, filters: review.ReviewFilter, n_queue: int) -
     v = review.get_variation(variation_id=item.variation_id)
     _shown_at(v.id)
     held = f" · {len(ahead)} held for you" if may_claim else ""
-    st.caption(f"{pos + 1} of {total}{held} · keys: **A** approve · **X** reject · **J** next · **K** previous")
+    st.caption(f"{pos + 1} of {total} · keys: **A** approve · **X** reject · **J** next · **K** previous{held}")
     q1, q2 = st.columns([2, 1])
     q1.markdown(f"**{md(item.label)}** · {review.drift_label(v.drift_score)}")
     if media_path(v.path):

@@ -143,3 +143,23 @@ def test_the_queue_card_of_the_second_reviewer_shows_nothing_of_the_first_vote(t
     assert bob.multiselect(key=f"q_reasons_{ten[0]}").value == []
     assert bob.text_input(key=f"q_note_{ten[0]}").value == ""
     assert not any("ann" in m.value or "six fingers" in m.value for m in [*bob.markdown, *bob.caption])
+
+
+def test_a_vote_can_be_undone_or_withdrawn_without_touching_the_image(ten):
+    first = review.decide(variation_id=ten[0], decision=A, reviewer="ann")
+    assert first.final == "unreviewed"
+    review.undo(decision=first)
+    assert review.available(reviewer="ann") == 10  # her vote is gone: the image is hers to take again
+    review.decide(variation_id=ten[0], decision=R, reviewer="ann", reason_codes=["anatomy"])
+    review.decide(variation_id=ten[0], decision="unreviewed", reviewer="ann")
+    v = review.get_variation(variation_id=ten[0])
+    assert (v.review_status, v.reviewed_by) == ("unreviewed", None)
+    assert review_agreement.vote_pairs() == []
+    review.decide(variation_id=ten[0], decision=A, reviewer="ann")
+    done = review.decide(variation_id=ten[0], decision=A, reviewer="bob")
+    assert done.final == A
+    with pytest.raises(ConflictError, match="reviewed again since"):
+        review.undo(decision=first)
+    review.undo(decision=done)  # bob's vote withdrawn: the image waits for a second vote again
+    assert review.get_variation(variation_id=ten[0]).review_status == "unreviewed"
+    assert review.available(reviewer="bob") == 10 and review.available(reviewer="ann") == 9
