@@ -84,6 +84,8 @@ with tab_fail:
             st.json({"provider": c.provider, "model": c.model, "attempts": c.attempts, "steps": c.steps,
                      "template": c.template_name, "layer": c.template_layer, "version": c.template_version})
 
+reviewer_metrics_view(since=since, until=until)
+
 st.subheader("Template versions in production")
 record = production_record()
 st.caption("Per variation_prompt version used by generation runs, from real review decisions "
@@ -95,5 +97,3 @@ st.dataframe([{"version": r.label, "images": r.images, "approved": r.approved, "
     "approval rate": st.column_config.NumberColumn(format="percent"),
     "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
     "per approved image": st.column_config.NumberColumn(format="$%.4f")})
-
-reviewer_metrics_view(since=since, until=until)
