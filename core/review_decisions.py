@@ -201,29 +201,54 @@ def undo(*, decision: Decision, who: str | None = None) -> Decision:
 
 def _bulk(*, variation_ids: list[int], reviewer: str, decision: str, codes: list[str], note: str,
           only_unreviewed: bool) -> int:
-    """One vote and one audit row per affected image, all in one transaction; images held in someone else's
-    queue, not completed, or (double review) already settled are left alone."""
+    """Set-based (a map selection can hold thousands of images): one vote and one audit row per affected image,
+    all in one transaction. Images held in someone else's queue, not completed, or (double review) already
+    settled are left alone. Bulk decisions carry no per-image time."""
     ids = sorted({int(i) for i in variation_ids})
     with session_scope() as s:
         role = authorize(s, who=reviewer, action="review.bulk")
         if not ids:
             return 0
-        q = sa.select(Variation).where(Variation.id.in_(ids), Variation.status == "completed")
-        if only_unreviewed or votes.votes_required() > 1:
+        k = votes.votes_required()
+        q = sa.select(Variation.id, Variation.character_id, Variation.slot_key, Variation.attempt,
+                      *[getattr(Variation, f) for f in votes.REVIEW_FIELDS]).where(
+            Variation.id.in_(ids), Variation.status == "completed")
+        if only_unreviewed or k > 1:
             q = q.where(Variation.review_status == "unreviewed")
-        rows = s.execute(q.order_by(Variation.id).with_for_update()).scalars().all()
-        held = votes.claimed_others(s, variation_ids=[v.id for v in rows], reviewer=reviewer)
+        rows = s.execute(q.order_by(Variation.id).with_for_update()).all()
+        held = votes.claimed_others(s, variation_ids=[r.id for r in rows], reviewer=reviewer)
+        rows = [r for r in rows if r.id not in held]
+        if not rows:
+            return 0
+        target = [r.id for r in rows]
+        prior = dict(s.execute(sa.select(votes.ReviewVote.variation_id, votes.ReviewVote.decision).where(
+            votes.ReviewVote.variation_id.in_(target), votes.ReviewVote.reviewer == votes.actor_label(reviewer),
+            votes.ReviewVote.adjudication.is_(False))).all())
+        vote_codes = codes if decision == "rejected" else []
+        votes.upsert_votes(s, variation_ids=target, reviewer=reviewer, decision=decision, codes=vote_codes,
+                           note=note.strip())
+        if k == 1:
+            now = votes.utcnow()
+            after = {i: {"review_status": decision, "reason_codes": vote_codes, "review_note": note.strip(),
+                         "reviewed_by": reviewer, "reviewed_at": now} for i in target}
+            s.execute(sa.update(Variation).where(Variation.id.in_(target)).values(**after[target[0]]))
+        else:
+            cast = votes.votes_on(s, target)
+            after = {i: st for i in target if (st := votes.final_state(cast.get(i, []), k)) is not None}
+            if after:
+                s.execute(sa.update(Variation), [{"id": i, **st} for i, st in after.items()])
+        s.execute(sa.delete(votes.ReviewClaim).where(votes.ReviewClaim.variation_id.in_(target),
+                                                     votes.ReviewClaim.reviewer == votes.actor_label(reviewer)))
+        votes.renew(s, reviewer=reviewer)
         names = dict(s.execute(sa.select(Character.id, Character.name).where(
-            Character.id.in_({v.character_id for v in rows}))).all())
-        n = 0
-        for v in rows:
-            if v.id in held:
-                continue
-            label = image_label(character_name=names[v.character_id], slot_key=v.slot_key, attempt=v.attempt)
-            _apply(s, v, reviewer=reviewer, role=role, action="review.bulk", decision=decision, codes=codes,
-                   note=note, label=label, timed=False)
-            n += 1
-        return n
+            Character.id.in_({r.character_id for r in rows}))).all())
+        for r in rows:
+            before = {f: getattr(r, f) for f in votes.REVIEW_FIELDS} | {"vote": prior.get(r.id)}
+            now_fields = {f: getattr(r, f) for f in votes.REVIEW_FIELDS} | after.get(r.id, {}) | {"vote": decision}
+            record(s, who=reviewer, role=role, action="review.bulk", entity="variation", entity_id=r.id,
+                   before=before, after=now_fields,
+                   label=image_label(character_name=names[r.character_id], slot_key=r.slot_key, attempt=r.attempt))
+        return len(target)
 
 
 def bulk_approve(*, variation_ids: list[int], reviewer: str) -> int:

@@ -104,6 +104,19 @@ def upsert_vote(s: Session, *, variation_id: int, reviewer: str, decision: str, 
     return s.execute(ins.returning(ReviewVote.id)).scalar_one()
 
 
+def upsert_votes(s: Session, *, variation_ids: list[int], reviewer: str, decision: str, codes: list[str],
+                 note: str) -> None:
+    """The same (untimed) vote on many images in one statement (bulk decisions)."""
+    who, now = actor_label(reviewer), utcnow()
+    ins = pg_insert(ReviewVote).values([
+        {"variation_id": i, "reviewer": who, "decision": decision, "reason_codes": codes, "note": note,
+         "seconds": None, "adjudication": False, "decided_at": now} for i in variation_ids])
+    s.execute(ins.on_conflict_do_update(
+        index_elements=[ReviewVote.variation_id, ReviewVote.reviewer], index_where=sa.text("NOT adjudication"),
+        set_={"decision": ins.excluded.decision, "reason_codes": ins.excluded.reason_codes, "note": ins.excluded.note,
+              "seconds": None, "decided_at": ins.excluded.decided_at}))
+
+
 def restore_vote(s: Session, *, variation_id: int, reviewer: str, previous: VoteState | None) -> None:
     """Undo: the reviewer's vote goes back to what it was (or away, if there was none)."""
     who = actor_label(reviewer)
@@ -115,11 +128,37 @@ def restore_vote(s: Session, *, variation_id: int, reviewer: str, previous: Vote
                          decided_at=previous.decided_at))
 
 
+def final_state(votes: list[tuple[str, str, list[str], str]], k: int) -> dict | None:
+    """The review fields k or more reviewer votes ((reviewer, decision, codes, note), in decision order) give
+    an image: the agreed decision, or 'disputed' (reasons and notes of all votes kept for the adjudicator).
+    None while fewer than k votes are in."""
+    if len(votes) < k:
+        return None
+    decisions = {d for _, d, _, _ in votes}
+    status = decisions.pop() if len(decisions) == 1 else "disputed"
+    return {"review_status": status,
+            "reason_codes": [] if status == "approved" else list(dict.fromkeys(c for _, _, cs, _ in votes for c in cs)),
+            "review_note": " / ".join(n for _, _, _, n in votes if n),
+            "reviewed_by": ", ".join(r for r, _, _, _ in votes)[:REVIEWED_BY_MAX],
+            "reviewed_at": utcnow()}
+
+
+def votes_on(s: Session, variation_ids: list[int]) -> dict[int, list[tuple[str, str, list[str], str]]]:
+    """The reviewer (non-adjudication) votes of each image, in decision order."""
+    rows = s.execute(sa.select(ReviewVote.variation_id, ReviewVote.reviewer, ReviewVote.decision,
+                               ReviewVote.reason_codes, ReviewVote.note)
+                     .where(ReviewVote.variation_id.in_(variation_ids), ReviewVote.adjudication.is_(False))
+                     .order_by(ReviewVote.decided_at, ReviewVote.id)).all()
+    out: dict[int, list] = {}
+    for vid, *vote in rows:
+        out.setdefault(vid, []).append(tuple(vote))
+    return out
+
+
 def settle(s: Session, *, v: Variation, reviewer: str, decision: str, codes: list[str], note: str) -> None:
     """Set the image's review fields from its votes (after the reviewer's vote was written).
 
-    k = 1: this decision is the state (today's behaviour). k > 1: unchanged until k votes; then the
-    agreed decision, or 'disputed' (reasons and notes of all votes kept for the adjudicator)."""
+    k = 1: this decision is the state (today's behaviour). k > 1: unchanged until k votes (final_state)."""
     k = votes_required()
     if k > 1 and decision == "unreviewed":  # a withdrawn vote: the image was unreviewed and stays so
         return
@@ -129,17 +168,9 @@ def settle(s: Session, *, v: Variation, reviewer: str, decision: str, codes: lis
         v.review_note = note.strip()
         v.reviewed_by, v.reviewed_at = reviewer, utcnow()
         return
-    votes = s.execute(sa.select(ReviewVote).where(ReviewVote.variation_id == v.id, ReviewVote.adjudication.is_(False))
-                      .order_by(ReviewVote.decided_at, ReviewVote.id)).scalars().all()
-    if len(votes) < k:
-        return
-    decisions = {x.decision for x in votes}
-    v.review_status = decisions.pop() if len(decisions) == 1 else "disputed"
-    v.reason_codes = ([] if v.review_status == "approved"
-                      else list(dict.fromkeys(c for x in votes for c in x.reason_codes)))
-    v.review_note = " / ".join(x.note for x in votes if x.note)
-    v.reviewed_by = ", ".join(x.reviewer for x in votes)[:REVIEWED_BY_MAX]
-    v.reviewed_at = utcnow()
+    state = final_state(votes_on(s, [v.id]).get(v.id, []), k)
+    for name, value in (state or {}).items():
+        setattr(v, name, value)
 
 
 def drop_claim_and_renew(s: Session, *, variation_id: int, reviewer: str) -> None:

@@ -163,3 +163,16 @@ def test_a_vote_can_be_undone_or_withdrawn_without_touching_the_image(ten):
     review.undo(decision=done)  # bob's vote withdrawn: the image waits for a second vote again
     assert review.get_variation(variation_id=ten[0]).review_status == "unreviewed"
     assert review.available(reviewer="bob") == 10 and review.available(reviewer="ann") == 9
+
+
+def test_bulk_decisions_are_votes_too(ten):
+    assert review.bulk_approve(variation_ids=ten[:4], reviewer="ann") == 4
+    assert review.review_counts(filters=review.ReviewFilter()) == {"unreviewed": 10}  # one vote of two each
+    assert review.bulk_approve(variation_ids=ten[:4], reviewer="ann") == 4  # her votes are replaced, not doubled
+    assert review.bulk_reject(variation_ids=ten[:2], reviewer="bob", reason_codes=["artifact"]) == 2
+    assert review.bulk_approve(variation_ids=ten[2:4], reviewer="bob") == 2
+    assert [review.get_variation(variation_id=i).review_status for i in ten[:4]] == ["disputed"] * 2 + [A] * 2
+    assert review.bulk_approve(variation_ids=ten[:4], reviewer="carl") == 0  # settled: no third vote
+    assert [e.action for e in audit.history(entity="variation", entity_id=ten[0])] == ["review.bulk"] * 3
+    assert audit.history(entity="variation", entity_id=ten[0])[0].changes["review_status"] == ["unreviewed",
+                                                                                                "disputed"]
