@@ -11,10 +11,12 @@ theirs to decide) and how long a decision took (recorded on the vote, for the Ac
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session
 
@@ -106,11 +108,13 @@ def upsert_vote(s: Session, *, variation_id: int, reviewer: str, decision: str, 
 
 def upsert_votes(s: Session, *, variation_ids: list[int], reviewer: str, decision: str, codes: list[str],
                  note: str) -> None:
-    """The same (untimed) vote on many images in one statement (bulk decisions)."""
-    who, now = actor_label(reviewer), utcnow()
-    ins = pg_insert(ReviewVote).values([
-        {"variation_id": i, "reviewer": who, "decision": decision, "reason_codes": codes, "note": note,
-         "seconds": None, "adjudication": False, "decided_at": now} for i in variation_ids])
+    """The same (untimed) vote on many images in one small statement (bulk decisions: ids as one array)."""
+    ids = sa.func.unnest(sa.cast(sa.literal(list(variation_ids)), sa.ARRAY(sa.Integer))).table_valued("vid").render_derived()
+    src = sa.select(ids.c.vid, sa.literal(actor_label(reviewer)), sa.literal(decision),
+                    sa.cast(sa.literal(json.dumps(codes)), postgresql.JSONB), sa.literal(note), sa.false(),
+                    sa.literal(utcnow()))
+    ins = pg_insert(ReviewVote).from_select(
+        ["variation_id", "reviewer", "decision", "reason_codes", "note", "adjudication", "decided_at"], src)
     s.execute(ins.on_conflict_do_update(
         index_elements=[ReviewVote.variation_id, ReviewVote.reviewer], index_where=sa.text("NOT adjudication"),
         set_={"decision": ins.excluded.decision, "reason_codes": ins.excluded.reason_codes, "note": ins.excluded.note,
