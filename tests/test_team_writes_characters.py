@@ -306,3 +306,49 @@ def test_map_and_embedding_requests_are_audited_once_and_a_duplicate_request_wri
     assert _one(mark).changes["request"] == [None, "backfill"]
     assert embeddings.request_backfill(editor=EDITOR) is False  # one already waits: nothing written
     assert len(_new_rows(mark)) == 1
+
+
+# ---------------------------------------------------------------- pages
+def _page(path: str, who: str, **params: str):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    at.session_state["editor_name"] = who
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page(path)
+    return at.run()
+
+
+def test_pages_grey_out_what_the_role_cannot_do_and_core_refuses_a_crafted_click(cast):
+    at = _page("pages/characters.py", VIEWER)
+    assert not at.exception
+    create = at.button(key="create_character")
+    assert create.disabled and create.help == "Creating a character needs the editor role; you are a viewer."
+    assert at.button(key="generate_shown").disabled
+
+    # the page was drawn for an editor, who is made a viewer before clicking: the rerun draws the button
+    # disabled, so the click is dropped (core would refuse it too: see the refusal tests above)
+    at = _page("pages/characters.py", EDITOR)
+    assert not at.button(key="create_character").disabled
+    with session_scope() as s:
+        s.execute(sa.update(Member).where(Member.identity == EDITOR).values(role="viewer"))
+    before = _state()
+    at.text_input(key="new_name").input("Sneaky")
+    at.button(key="create_character").click().run()
+    assert at.button(key="create_character").disabled and _state() == before
+    with session_scope() as s:
+        s.execute(sa.update(Member).where(Member.identity == EDITOR).values(role="editor"))
+
+    at = _page("pages/characters.py", REVIEWER, character=str(cast[0].id))
+    assert not at.exception
+    save = next(b for b in at.button if b.label == "Save changes")
+    assert save.disabled and "needs the editor role; you are a reviewer" in save.help
+    assert at.button(key=f"generate_{cast[0].id}").disabled
+    assert at.button(key=f"archive_{cast[0].id}").disabled
+
+    at = _page("pages/characters.py", EDITOR, character=str(cast[0].id))
+    assert not at.button(key=f"generate_{cast[0].id}").disabled
+    assert not next(b for b in at.button if b.label == "Save changes").disabled
