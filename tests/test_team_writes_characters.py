@@ -62,12 +62,6 @@ def _state() -> dict:
     return counts
 
 
-def _audit(**where) -> list[AuditEvent]:
-    with session_scope() as s:
-        q = sa.select(AuditEvent).filter_by(**where).order_by(AuditEvent.id)
-        return list(s.execute(q).scalars().all())
-
-
 def _new_rows(since: int) -> list[AuditEvent]:
     with session_scope() as s:
         return list(s.execute(sa.select(AuditEvent).where(AuditEvent.id > since).order_by(AuditEvent.id))
