@@ -113,6 +113,8 @@ def request_run(*, character_id: int, requested_by: str, template_override: str 
     if template_override:
         from core.ai.ai_functions import build_slot_prompt
 
+        with session_scope() as s:  # the role first: a viewer hears that, not what is wrong with the template
+            authorize(s, who=requested_by, action="generation.request")
         build_slot_prompt(character_id=character_id, slot_key=shot_list()[0].key, override=template_override)
     result = _request_many([character_id], requested_by=requested_by, template_override=template_override)[0]
     if isinstance(result, Exception):
