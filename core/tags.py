@@ -141,18 +141,38 @@ def _request(tag_ids: list[int]) -> None:
 
 
 def apply_tag(*, subject_type: str, subject_ids: list[int], tag_name: str, editor: str) -> int:
-    """Tag subjects by hand (creating the concept if it is new); returns how many got the tag."""
+    """Tag subjects by hand (editor role; a tag that does not exist yet is created, which needs the admin
+    role like any new tag); returns how many got the tag.
+
+    One audit row per tagged subject (entity = the subject type), so a character's or image's history
+    shows the tag; a created concept gets its own tag.create row."""
+    from core.team.access import authorize
+    from core.team.audit import record
+
     name = _clean_name(tag_name)
     if not subject_ids:
         raise ValidationError("Select something to tag first.")
+    ids = sorted(set(int(i) for i in subject_ids))
     with session_scope() as s:
-        created = _insert(s, name, "", editor)
-        tag_id = created or s.execute(sa.text("select id from tag_concept where name = :n"), {"n": name}).scalar_one()
+        role = authorize(s, who=editor, action="tag.apply")
+        tag_id = s.execute(sa.text("select id from tag_concept where name = :n"), {"n": name}).scalar()
+        created = None
+        if tag_id is None:
+            create_role = authorize(s, who=editor, action="tag.create")
+            created = _insert(s, name, "", editor)
+            tag_id = created or s.execute(sa.text("select id from tag_concept where name = :n"),
+                                          {"n": name}).scalar_one()
+            if created:
+                record(s, who=editor, role=create_role, action="tag.create", entity="tag", entity_id=created,
+                       label=name, after={"name": name, "description": ""})
         n = s.execute(sa.text("""
             insert into subject_tag (subject_type, subject_id, tag_id, space, similarity)
             select :t, sid, :tag, :m, 1.0 from unnest(cast(:ids as int[])) as sid
             on conflict (subject_type, subject_id, tag_id) do update set space = :m, similarity = 1.0
-        """), {"t": subject_type, "tag": tag_id, "m": MANUAL, "ids": list(subject_ids)}).rowcount
+        """), {"t": subject_type, "tag": tag_id, "m": MANUAL, "ids": ids}).rowcount
+        for sid in ids:
+            record(s, who=editor, role=role, action="tag.apply", entity=subject_type, entity_id=sid,
+                   label=name, after={"tag": name})
     if created:
         _request([created])
     log.info("%s tagged %d %s subjects '%s'", editor, n, subject_type, name)

@@ -5,6 +5,7 @@ import streamlit as st
 from core.vectors import embedding_status
 from core import jobs, tags
 from core.vectors import embedding_spaces, embeddings
+from core.team import access
 from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
 
@@ -37,11 +38,13 @@ def status_view() -> None:
                                 **{k: r[k] for k in ("total",) + embeddings.STATUS_ORDER}} for r in overview]),
                  hide_index=True, width="stretch")
     todo = total - done - sum(r["queued"] for r in overview)
+    why_not = access.refusal(who=editor, action="embedding.run") if editor else None
     if st.button(f"Embed everything missing, stale or failed ({todo})", type="primary",
-                 disabled=busy or todo == 0 or not editor, key="embed_backfill"):
+                 disabled=busy or todo == 0 or not editor or bool(why_not), key="embed_backfill", help=why_not):
         try:
-            jobs.defer_embed_backfill()
-            flash("Embedding queued: the table updates as the worker finishes.")
+            queued = embeddings.request_backfill(editor=editor)
+            flash("Embedding queued: the table updates as the worker finishes." if queued
+                  else "An embedding backfill is already queued.", "success" if queued else "info")
             st.rerun()
         except Exception as err:
             report(err)
@@ -58,9 +61,11 @@ def status_view() -> None:
     actions = (("missing", "Embed missing"), ("stale", "Re-embed stale"), ("failed", "Retry failed"))
     for col, (status, label) in zip(st.columns(len(actions)), actions):
         ids = by_status[status]
-        if col.button(f"{label} ({len(ids)})", key=f"bulk_{status}", disabled=not ids or not editor, width="stretch"):
+        if col.button(f"{label} ({len(ids)})", key=f"bulk_{status}", disabled=not ids or not editor or bool(why_not),
+                      width="stretch", help=why_not):
             try:
-                jobs.request_embedding(subject_type=subject_type, ids=ids, spaces=[space])
+                embeddings.request_embed(subject_type=subject_type, ids=ids, spaces=[space], editor=editor,
+                                         what=label.lower())
                 flash(f"{label}: {len(ids)} queued.")
                 st.rerun()
             except Exception as err:

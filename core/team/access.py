@@ -57,6 +57,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "price.set": ("admin", "changing prices"),
     "member.manage": ("admin", "managing members and roles"),
     "demo.load": ("admin", "loading the demo cast (it adds styles)"),
+    # character-side writes (team-writes-a): maps and bulk embedding requests
+    "map.build": ("editor", "building or rebuilding a map"),
+    "embedding.run": ("editor", "queueing embedding work"),
 }
 
 
