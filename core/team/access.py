@@ -93,13 +93,17 @@ def allowed(role: str, action: str) -> bool:
     return rank(role) >= rank(least)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def refusal_message(role: str, action: str) -> str:
     """How a refused action is explained: what it is, the role it needs, the role held."""
     least, what = ACTIONS[action]
     if role == NO_ROLE:
         return (f"{what.capitalize()} needs the {least} role; you are not a member of this "
                 "workbench yet. Ask an admin to add you.")
-    return f"{what.capitalize()} needs the {least} role; you are a {role}."
+    return f"{what.capitalize()} needs the {least} role; you are {_article(role)} {role}."
 
 
 def role_now(*, who: str) -> str:
