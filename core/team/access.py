@@ -57,6 +57,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "price.set": ("admin", "changing prices"),
     "member.manage": ("admin", "managing members and roles"),
     "demo.load": ("admin", "loading the demo cast (it adds styles)"),
+    # sign-in (core/team/signin.py): the only writes a sign-in makes, for the person signing in
+    "member.first_admin": ("admin", "adding an ADMIN_EMAILS admin to the members on their first sign-in"),
+    "member.profile": ("viewer", "updating your display name from the sign-in provider"),
 }
 
 
