@@ -113,3 +113,66 @@ def test_a_refused_sign_in_writes_nothing(auth_on):
 def test_sign_in_actions_are_in_the_permission_table():
     assert access.ACTIONS["member.first_admin"][0] == "admin"
     assert access.ACTIONS["member.profile"][0] == "viewer"
+
+
+# --- pages: the navigation and the gate, through app.py as the browser opens them (local mode) ---------------
+
+from pathlib import Path  # noqa: E402
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _open(path: str, name: str | None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    if name:
+        at.session_state["editor_name"] = name
+    at.run()  # first through app.py, so the page is opened through its navigation (AppTest's rule)
+    at.switch_page(path)
+    return at.run()
+
+
+def _add(identity: str, role: str, active: bool = True) -> None:
+    with session_scope() as s:
+        s.add(Member(identity=identity, role=role, active=active, display_name=identity))
+
+
+def test_local_mode_says_so_and_the_local_user_is_admin(tmp_path, settings_override):
+    settings_override(streamlit_secrets_file=tmp_path / "absent.toml")
+    at = _open("pages/members.py", "Tess Tester")
+    assert not at.exception
+    assert any("Local mode" in i.value and "admin" in i.value for i in at.sidebar.info)
+    assert any("Role: **admin**" in c.value for c in at.sidebar.caption)
+    assert any("Members" in t.value for t in at.title) and not at.error
+
+
+def test_a_viewer_browses_but_admin_only_buttons_are_greyed_out_with_the_reason(tmp_path, settings_override):
+    settings_override(streamlit_secrets_file=tmp_path / "absent.toml")
+    _add("vera", "viewer")
+    home = _open("pages/home.py", "Vera")
+    assert not home.exception
+    assert any("Role: **viewer**" in c.value for c in home.sidebar.caption)
+    button = home.button(key="demo_home")
+    assert button.disabled and "needs the admin role; you are a viewer" in button.help
+
+
+def test_page_refusals_name_the_role_needed():
+    from pages._common import PageSpec, may_open, page_refusal
+
+    members = PageSpec("Team", "pages/members.py", "Members", "👥", "admin")
+    assert not may_open("editor", members) and may_open("admin", members)
+    assert page_refusal("viewer", members) == "The Members page needs the admin role; you are a viewer."
+    assert "not a member of this workbench yet" in page_refusal(access.NO_ROLE, members)
+
+
+def test_a_disabled_member_sees_only_the_way_out(tmp_path, settings_override):
+    settings_override(streamlit_secrets_file=tmp_path / "absent.toml")
+    _add("gone", "editor", active=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["editor_name"] = "Gone"
+    at.run()
+    assert not at.exception
+    assert any("not allowed in" in w.value for w in at.warning)
+    assert not at.metric  # the Overview page itself did not run
+    assert at.sidebar.text_input(key="_editor_name_widget").value == "Gone"  # the way out: another name
