@@ -60,7 +60,8 @@ def page_refusal(role: str, spec: PageSpec) -> str:
     if role == access.NO_ROLE:
         return (f"The {spec.title} page needs the {spec.least_role} role; you are not a member of this workbench "
                 "yet. Ask an admin to add you.")
-    return f"The {spec.title} page needs the {spec.least_role} role; you are a {role}."
+    article = "an" if role[:1] in ("a", "e", "i", "o", "u") else "a"
+    return f"The {spec.title} page needs the {spec.least_role} role; you are {article} {role}."
 
 
 def _typed_name_from_state() -> str | None:

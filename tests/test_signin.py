@@ -163,6 +163,7 @@ def test_page_refusals_name_the_role_needed():
     members = PageSpec("Team", "pages/members.py", "Members", "👥", "admin")
     assert not may_open("editor", members) and may_open("admin", members)
     assert page_refusal("viewer", members) == "The Members page needs the admin role; you are a viewer."
+    assert page_refusal("editor", members) == "The Members page needs the admin role; you are an editor."
     assert "not a member of this workbench yet" in page_refusal(access.NO_ROLE, members)
 
 
