@@ -2,6 +2,8 @@
 
 Hiding a page is convenience, not protection: every write is checked again in core/.
 """
+import functools
+
 import streamlit as st
 
 from core.team.access import NO_ROLE
@@ -33,7 +35,7 @@ def main() -> None:
     if person.auth and not person.signed_in and not person.problem:
         screen = sign_in_screen
     elif person.problem or person.role == NO_ROLE:
-        screen = lambda: gate_screen(person)  # noqa: E731
+        screen = functools.partial(gate_screen, person)
     else:
         screen = None
     if screen is not None:  # every address shows the same screen: nothing of the workbench before sign-in

@@ -8,6 +8,7 @@ JWKS); nothing in Streamlit is patched. Each person then sees the pages of their
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -66,8 +67,10 @@ def test_sign_in_through_a_real_oidc_provider_lands_each_person_on_their_role_s_
             assert _nav_titles(page) == [] and page.get_by_text("Local mode").count() == 0
 
             # the first admin (from ADMIN_EMAILS) signs in through the provider
+            t0 = time.perf_counter()
             page.get_by_role("button", name="Sign in").click()
             page.get_by_text("Signed in as").wait_for(timeout=60_000)
+            print(f"sign-in round trip (click -> workbench as the admin): {time.perf_counter() - t0:.2f} s")
             assert idp.requests.count("GET /authorize") == 1 and idp.requests.count("POST /token") == 1
             sidebar = page.locator("[data-testid='stSidebar']")
             assert "Ann Admin" in sidebar.inner_text() and "ann.admin@example.com" in sidebar.inner_text()
