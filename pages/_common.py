@@ -142,9 +142,12 @@ def gate_screen(person: Acting) -> None:
         st.warning(f"You are signed in as **{escape_markdown(person.identity)}**, but you are not a member of "
                    "this workbench yet. Ask an admin to add you on the Members page, then reload this page.",
                    icon="🔒")
-    else:
-        st.warning(f"**{escape_markdown(person.identity or '')}** is not allowed in: that name belongs to a "
+    elif person.identity:
+        st.warning(f"**{escape_markdown(person.identity)}** is not allowed in: that name belongs to a "
                    "member who is disabled. Ask an admin, or use another name.", icon="🔒")
+    else:
+        st.warning("Sign-in is off and LOCAL_ROLE lets nobody in. Set LOCAL_ROLE to a role, or configure "
+                   "sign-in (README, 'Sign-in and roles').", icon="🔒")
     if person.signed_in:
         _sign_out_button("sign_out_gate")
     elif not person.auth:

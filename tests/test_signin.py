@@ -177,3 +177,10 @@ def test_a_disabled_member_sees_only_the_way_out(tmp_path, settings_override):
     assert any("not allowed in" in w.value for w in at.warning)
     assert not at.metric  # the Overview page itself did not run
     assert at.sidebar.text_input(key="_editor_name_widget").value == "Gone"  # the way out: another name
+
+
+def test_local_role_none_lets_nobody_in_and_says_how_to_fix_it(tmp_path, settings_override):
+    settings_override(streamlit_secrets_file=tmp_path / "absent.toml", local_role="none")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception and not at.metric
+    assert any("LOCAL_ROLE lets nobody in" in w.value for w in at.warning)
