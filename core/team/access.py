@@ -60,6 +60,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     # character-side writes (team-writes-a): maps and bulk embedding requests
     "map.build": ("editor", "building or rebuilding a map"),
     "embedding.run": ("editor", "queueing embedding work"),
+    # sign-in (core/team/signin.py): the only writes a sign-in makes, for the person signing in
+    "member.first_admin": ("admin", "adding an ADMIN_EMAILS admin to the members on their first sign-in"),
+    "member.profile": ("viewer", "updating your display name from the sign-in provider"),
 }
 
 
