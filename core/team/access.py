@@ -57,6 +57,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "price.set": ("admin", "changing prices"),
     "member.manage": ("admin", "managing members and roles"),
     "demo.load": ("admin", "loading the demo cast (it adds styles)"),
+    # admin-side writes, Members and Audit pages (team-writes-b)
+    "audit.view": ("editor", "reading the audit trail"),
 }
 
 

@@ -60,6 +60,7 @@ class AuditFilter:
     actor: str | None = None
     entity: str | None = None
     entity_id: str | None = None
+    action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -72,6 +73,8 @@ def _where(f: AuditFilter) -> list:
         clauses.append(AuditEvent.entity == f.entity)
     if f.entity_id:
         clauses.append(AuditEvent.entity_id == str(f.entity_id))
+    if f.action:
+        clauses.append(AuditEvent.action == f.action)
     if f.since:
         clauses.append(AuditEvent.at >= f.since)
     if f.until:
@@ -103,6 +106,11 @@ def history(*, entity: str, entity_id: Any, limit: int = 200) -> list[AuditEvent
 def actors() -> list[str]:
     with session_scope() as s:
         return list(s.execute(sa.select(AuditEvent.actor).distinct().order_by(AuditEvent.actor)).scalars().all())
+
+
+def actions() -> list[str]:
+    with session_scope() as s:
+        return list(s.execute(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action)).scalars().all())
 
 
 def entities() -> list[str]:
