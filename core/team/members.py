@@ -126,8 +126,8 @@ def add_member(*, identity: str, role: str, editor: str, display_name: str = "")
     """Add a person with a role (member.manage, admin). An existing identity is refused, active or not."""
     key, role, display_name = clean_identity(identity), clean_role(role), _clean_display_name(display_name)
     with session_scope() as s:
+        _lock(s)  # first: the actor's own role is read after any change that was committed before ours
         actor_role = authorize(s, who=editor, action="member.manage")
-        _lock(s)
         admins_before = _admins_left(s)
         if s.execute(sa.select(Member.id).where(Member.identity == key)).first():
             raise DuplicateError(f"'{key}' is a member already: change their role instead.")
@@ -145,8 +145,8 @@ def add_member(*, identity: str, role: str, editor: str, display_name: str = "")
 def _change(*, identity: str, editor: str, what: str, label: str, **values) -> Member:
     key = clean_identity(identity)
     with session_scope() as s:
+        _lock(s)  # first: the actor's own role is read after any change that was committed before ours
         actor_role = authorize(s, who=editor, action="member.manage")
-        _lock(s)
         admins_before = _admins_left(s)
         member = _get(s, key)
         before = snapshot(member, FIELDS)
