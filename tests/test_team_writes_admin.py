@@ -287,3 +287,36 @@ def test_demo_load_needs_an_admin_and_leaves_a_summary_row():
     mark = _last_id()
     again = load_demo_cast(editor=ADMIN)
     assert again.characters_added == 0 and _rows_since(mark) == []  # nothing added: nothing recorded
+
+
+# ---------------------------------------------------------------- pages
+def test_prompts_page_lets_an_editor_save_a_draft_and_says_why_activate_is_off():
+    from tests.test_pages import _click, _page
+
+    at = _page("pages/prompts.py", editor=EDITOR)
+    at.selectbox(key="prompt_template").select("variation_prompt").run()
+    make_active = at.checkbox(key="make_active_variation_prompt")
+    assert make_active.disabled and make_active.value is False
+    assert "Activating a prompt version needs the admin role; you are a editor" in make_active.help
+    at.text_area(key="draft_variation_prompt").input(BODY).run()
+    at = _click(at, "Save as new version")
+    assert not at.exception and any("as a draft version" in s.value for s in at.success)
+    [pv] = prompt_registry.list_versions(name="variation_prompt")
+    assert (pv.body, pv.is_active, pv.author) == (BODY, False, EDITOR)
+    activate = at.button(key="activate_btn")
+    assert activate.disabled and "needs the admin role" in activate.help
+
+
+def test_styles_and_tags_show_non_admins_why_they_cannot_change_them():
+    from tests.test_pages import _page
+
+    styles.create_style(data=styles.StyleInput(name="Ink"), editor=ADMIN)
+    at = _page("pages/styles.py", editor=EDITOR)
+    assert not at.exception
+    assert any("Editing a style needs the admin role; you are a editor" in c.value for c in at.caption)
+    at = _page("pages/embeddings.py", editor=EDITOR)
+
+    starter = at.button(key="starter_tags")
+    assert starter.disabled and "Creating a tag needs the admin role" in starter.help
+    at = _page("pages/styles.py", editor=ADMIN)
+    assert not any("needs the admin role" in c.value for c in at.caption)
