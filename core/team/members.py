@@ -9,7 +9,6 @@ the same key `role_of` looks up; ADMIN_EMAILS people are admins even before they
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,8 +24,6 @@ from core.text import clean_line
 from db.engine import session_scope
 from db.models import utcnow
 from db.models_team import Member
-
-log = logging.getLogger(__name__)
 
 IDENTITY_MAX = 254  # the longest e-mail address (RFC 5321 path limit)
 LOCAL_NAME_MAX = 80  # the sidebar's typed-name limit (core.text.EDITOR_NAME_MAX)
