@@ -1,6 +1,7 @@
 """Members: who may use the workbench and with which role (admins only; core refuses everyone else too)."""
 import streamlit as st
 
+from core.settings import get_settings
 from core.team import access, members
 from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
@@ -18,10 +19,16 @@ st.caption("Roles, each including the one before: **viewer** browses, searches a
            "generation, prompt drafts and experiments · **admin** also styles, tags, activating prompt versions, "
            "prices and members. People in the ADMIN_EMAILS setting are admins on first sign-in, until added here.")
 
+if not get_settings().auth_enabled:
+    st.info("Sign-in is off: this server runs for one local user, and a name typed in the sidebar that is not "
+            f"listed here works as {get_settings().local_role}. Listed local names get their role; e-mail members "
+            "take effect once sign-in is configured.", icon="🏠")
+
 rows = members.list_members()
 if rows:
     st.dataframe([{"identity": r.identity, "name": r.display_name, "role": r.role_label,
-                   "added by": r.created_by, "updated": r.updated_at} for r in rows],
+                   "added by": r.created_by,
+                   "updated": f"{r.updated_at:%Y-%m-%d %H:%M} UTC" if r.updated_at else ""} for r in rows],
                  hide_index=True, width="stretch", key="members_table")
 else:
     st.info("No members yet, and nobody in ADMIN_EMAILS. Add people below (their sign-in e-mail and a role).")

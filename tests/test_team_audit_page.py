@@ -127,3 +127,13 @@ def test_character_rows_link_to_the_character_and_viewers_are_refused():
     at = _page("viewer@example.com")
     assert any("Reading the audit trail needs the editor role; you are a viewer" in w.value for w in at.warning)
     assert not _shown(at)
+
+
+def test_values_read_plainly_none_empty_lists_and_long_text():
+    changes = audit_view.field_changes({"note": [None, ""], "palette": [["#000000"], []],
+                                        "body": ["short", "x " * 200], "active": [True, False]})
+    shown = {c.field: (c.before, c.after) for c in changes}
+    assert shown["note"] == ("∅", "(empty)") and shown["palette"] == ('["#000000"]', "(empty)")
+    assert shown["active"] == ("true", "false")
+    body = next(c for c in changes if c.field == "body")
+    assert body.truncated and len(body.after) == audit_view.VALUE_MAX and body.after_full == "x " * 200

@@ -19,7 +19,8 @@ from db.models_team import AuditEvent
 
 PAGE_SIZE = 50
 VALUE_MAX = 120  # characters of a before/after value shown inline; the rest is behind "full values"
-EMPTY = "∅"
+EMPTY = "∅"  # no value (before a create, after a delete)
+BLANK = "(empty)"  # an empty text or list, shown so it is not mistaken for a rendering gap
 
 # entity -> (page file, query parameter that opens the entity there; None = the page only)
 ENTITY_PAGES: dict[str, tuple[str, str | None]] = {
@@ -108,6 +109,8 @@ def short(value: Any, limit: int = VALUE_MAX) -> tuple[str, str]:
     """(shown, full) text of one stored value: None as ∅, text as is, lists and dicts as compact JSON."""
     if value is None:
         full = EMPTY
+    elif value in ("", [], {}):
+        full = BLANK
     elif isinstance(value, str):
         full = value
     else:
