@@ -320,3 +320,28 @@ def test_styles_and_tags_show_non_admins_why_they_cannot_change_them():
     assert starter.disabled and "Creating a tag needs the admin role" in starter.help
     at = _page("pages/styles.py", editor=ADMIN)
     assert not any("needs the admin role" in c.value for c in at.caption)
+
+
+def test_experiments_page_lets_a_reviewer_pick_but_not_start_or_promote(cast):
+    from tests.test_pages import _page
+
+    panel = experiments.create_panel(name="p", character_ids=[cast[0].id], slot_keys=["portrait_front"],
+                                     editor=EDITOR)
+    experiments.create_experiment(panel_id=panel.id, specs=[ArmSpec("file"), ArmSpec("draft", body=_draft())],
+                                  editor=EDITOR)
+    run_worker()
+    at = _page("pages/experiments.py", editor=REVIEWER)
+    assert not at.exception
+    assert not at.button(key="cx_win_0").disabled and not at.button(key="cx_tie").disabled
+    at.button(key="cx_tie").click().run()
+    assert not at.exception and _count(ExperimentPick) == 1
+    at = _page("pages/experiments.py", editor=REVIEWER, run=False)
+    at.session_state["ex_section"] = "Results"
+    at.run()
+    promote = at.button(key="rs_promote_1")
+    assert promote.disabled and "needs the editor role; you are a reviewer" in promote.help
+    at = _page("pages/experiments.py", editor=REVIEWER, run=False)
+    at.session_state["ex_section"] = "Panels"
+    at.run()
+    create = at.button(key="pn_create")
+    assert create.disabled and "Creating an experiment panel needs the editor role" in create.help
