@@ -201,7 +201,7 @@ def test_worker_fails_slots_of_an_expensive_active_template_and_stays_usable(edi
         assert status.status == "failed" and status.counts == {"failed": 10}
         assert all("render time limit (1 s)" in v.error for v in status.slots)
 
-        prompt_registry.activate(name="variation_prompt", version=None)  # back to the file default
+        prompt_registry.activate(name="variation_prompt", version=None, editor=editor)  # back to the file default
         good = generation.request_run(character_id=light.id, requested_by=editor)
         status = wait_done(good.run_id)
         assert status.status == "completed" and status.counts == {"completed": 10}

@@ -63,6 +63,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     # sign-in (core/team/signin.py): the only writes a sign-in makes, for the person signing in
     "member.first_admin": ("admin", "adding an ADMIN_EMAILS admin to the members on their first sign-in"),
     "member.profile": ("viewer", "updating your display name from the sign-in provider"),
+    # admin-side writes, Members and Audit pages (team-writes-b)
+    "audit.view": ("editor", "reading the audit trail"),
 }
 
 
