@@ -1,27 +1,63 @@
-"""Entry point: page config and navigation, nothing else."""
+"""Entry point: page config, who is acting, and the navigation their role may open; nothing else.
+
+Hiding a page is convenience, not protection: every write is checked again in core/.
+"""
+import functools
+
 import streamlit as st
 
-from pages._common import run_guarded
+from core.team.access import NO_ROLE
+from pages._common import PageSpec, acting, gate_screen, may_open, page_refusal, run_guarded, sign_in_screen
 
 st.set_page_config(page_title="Character Workbench", page_icon="🎭", layout="wide")
 
-pages = {
-    "Workbench": [
-        st.Page("pages/home.py", title="Overview", icon="🏠", default=True),
-        st.Page("pages/characters.py", title="Characters", icon="🧑‍🎨"),
-        st.Page("pages/styles.py", title="Styles", icon="🎨"),
-        st.Page("pages/review.py", title="Review", icon="🔍"),
-    ],
-    "Explore": [
-        st.Page("pages/search.py", title="Search", icon="🔎"),
-        st.Page("pages/duplicates.py", title="Duplicates", icon="👯"),
-        st.Page("pages/embeddings.py", title="Embeddings", icon="🧬"),
-        st.Page("pages/map.py", title="Map", icon="🗺️"),
-    ],
-    "AI": [
-        st.Page("pages/prompts.py", title="Prompts", icon="📝"),
-        st.Page("pages/experiments.py", title="Experiments", icon="🧪"),
-        st.Page("pages/activity.py", title="Activity", icon="📈"),
-    ],
-}
-run_guarded(st.navigation(pages).run)
+# Viewers browse everything read-only (core refuses their writes and pages grey those buttons out);
+# only the audit trail (editor) and member management (admin) are hidden below those roles.
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("Workbench", "pages/home.py", "Overview", "🏠", "viewer", default=True),
+    PageSpec("Workbench", "pages/characters.py", "Characters", "🧑‍🎨", "viewer"),
+    PageSpec("Workbench", "pages/styles.py", "Styles", "🎨", "viewer"),
+    PageSpec("Workbench", "pages/review.py", "Review", "🔍", "viewer"),
+    PageSpec("Explore", "pages/search.py", "Search", "🔎", "viewer"),
+    PageSpec("Explore", "pages/duplicates.py", "Duplicates", "👯", "viewer"),
+    PageSpec("Explore", "pages/embeddings.py", "Embeddings", "🧬", "viewer"),
+    PageSpec("Explore", "pages/map.py", "Map", "🗺️", "viewer"),
+    PageSpec("AI", "pages/prompts.py", "Prompts", "📝", "viewer"),
+    PageSpec("AI", "pages/experiments.py", "Experiments", "🧪", "viewer"),
+    PageSpec("AI", "pages/activity.py", "Activity", "📈", "viewer"),
+    PageSpec("Team", "pages/audit.py", "Audit", "📜", "editor"),
+    PageSpec("Team", "pages/members.py", "Members", "👥", "admin"),
+)
+
+
+def main() -> None:
+    person = acting()
+    if person.auth and not person.signed_in and not person.problem:
+        screen = sign_in_screen
+    elif person.problem or person.role == NO_ROLE:
+        screen = functools.partial(gate_screen, person)
+    else:
+        screen = None
+    if screen is not None:  # every address shows the same screen: nothing of the workbench before sign-in
+        gate = [st.Page(screen, title=p.title, url_path=p.path.removeprefix("pages/").removesuffix(".py"),
+                        default=p.default) for p in PAGES]
+        st.navigation(gate, position="hidden").run()
+        return
+    sections: dict[str, list] = {}
+    by_page = {}
+    for spec in PAGES:
+        allowed = may_open(person.role, spec)
+        page = st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec.default,
+                       visibility="visible" if allowed else "hidden")  # hidden: a direct link gets the refusal
+        sections.setdefault(spec.section if allowed else "", []).append(page)
+        by_page[id(page)] = spec
+    selected = st.navigation(sections)
+    spec = by_page[id(selected)]
+    if may_open(person.role, spec):
+        selected.run()
+    else:
+        st.title(f"{spec.icon} {spec.title}")
+        st.error(page_refusal(person.role, spec), icon="🔒")
+
+
+run_guarded(main)

@@ -60,11 +60,21 @@ def _stop_child(proc: subprocess.Popen, *, timeout: float, name: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from core.settings import get_settings
+    from core.team.binding import BindRefused, check_binding
+
+    address = get_settings().server_address if args.address is None else args.address
+    try:  # before the database starts: a refused bind fails in a second, with the reason
+        binding = check_binding(address=address)
+    except BindRefused as err:
+        print(f"workbench: {err}", file=sys.stderr)
+        return 2
     url = _prepare_database(own_embedded=True)
     env = dict(os.environ, DATABASE_URL=url)
-    cmd = [sys.executable, "workbench.py", "streamlit", "--server.port", str(args.port)]
-    log.info("starting Streamlit on port %s", args.port)
-    from core.settings import get_settings
+    cmd = [sys.executable, "workbench.py", "streamlit", "--server.port", str(args.port),
+           "--server.address", binding.address]
+    log.info("starting Streamlit on %s:%s (%s)", binding.address, args.port,
+             "sign-in on" if binding.auth_enabled else "local mode: sign-in off")
 
     settings = get_settings()
     worker = None
@@ -107,10 +117,20 @@ def run_streamlit(extra_args: list[str]) -> int:
     called st.navigation once in the process; a deep link opened first would
     run a page without app.py's navigation. Setting the flag up front makes
     every request go through app.py.
+
+    The bind address is checked (core.team.binding: loopback unless sign-in is on or explicitly waived)
+    and Streamlit is pointed at the secrets file core reads, so both agree on whether sign-in is on.
     """
     from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
+    from core.team.binding import BindRefused, streamlit_args
+
+    try:
+        extra_args, _binding = streamlit_args(extra_args)
+    except BindRefused as err:
+        print(f"workbench: {err}", file=sys.stderr)
+        return 2
     PagesManager.uses_pages_directory = False
     if not any(a.startswith("--server.maxUploadSize") for a in extra_args):
         extra_args = [*extra_args, "--server.maxUploadSize", str(upload_limit_mb())]
@@ -328,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="start database, migrate, serve the app")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8501")))
+    p.add_argument("--address", default=None, help="address to bind (default SERVER_ADDRESS, 127.0.0.1); a "
+                   "non-loopback address needs sign-in ([auth] in secrets.toml) or ALLOW_UNAUTHENTICATED_REMOTE=true")
     p.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply migrations").set_defaults(func=cmd_migrate)
     p = sub.add_parser("worker", help="run a background job worker")

@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
+from core.team.access import authorize
+from core.team.audit import record, snapshot
 from core.text import DESCRIPTION_MAX, SEARCH_MAX, clean_line, clean_text, escape_like
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
@@ -27,6 +29,8 @@ TEXT_MAX = DESCRIPTION_MAX
 TRAIT_MAX = 60
 TRAITS_MAX = 30
 SEED_MAX = 2**31 - 1
+# what the audit trail keeps of a character (who/when columns are the audit row's own)
+AUDIT_FIELDS = ("slug", "name", "description", "traits", "style_id", "base_seed", "notes", "archived")
 
 
 @dataclass
@@ -128,11 +132,13 @@ def _check_style(session, style_id: int | None) -> None:
 
 
 def create_character(*, data: CharacterInput, editor: str, slug: str | None = None) -> Character:
+    """Create a character (editor role); the audit row commits with it."""
     clean = _validate(data)
     slug = slugify(slug or clean.name)
     if not slug:
         raise ValidationError("The name must contain at least one letter or digit (it becomes the slug).")
     with session_scope() as s:
+        role = authorize(s, who=editor, action="character.create")
         _check_style(s, clean.style_id)
         slug = _free_slug(s, slug, clean.name)
         ch = Character(
@@ -152,6 +158,8 @@ def create_character(*, data: CharacterInput, editor: str, slug: str | None = No
         except IntegrityError:
             raise DuplicateError(f"A character with slug '{slug}' was just created by someone else.") from None
         s.refresh(ch)
+        record(s, who=editor, role=role, action="character.create", entity="character", entity_id=ch.id,
+               before=None, after=snapshot(ch, AUDIT_FIELDS), label=ch.name)
     _request_embedding(ch.id)
     return ch
 
@@ -182,9 +190,13 @@ def _conflict(s, character_id: int, expected_version: int) -> Exception:
 
 
 def update_character(*, character_id: int, expected_version: int, data: CharacterInput, editor: str) -> Character:
+    """Save an edit if nobody saved since the form was loaded (editor role); one audit row, before → after."""
     clean = _validate(data)
     with session_scope() as s:
+        role = authorize(s, who=editor, action="character.update")
         _check_style(s, clean.style_id)
+        current = s.get(Character, character_id)
+        before = snapshot(current, AUDIT_FIELDS) if current is not None else None
         values = dict(
             name=clean.name,
             description=clean.description,
@@ -205,12 +217,19 @@ def update_character(*, character_id: int, expected_version: int, data: Characte
         )
         if res.first() is None:
             raise _conflict(s, character_id, expected_version)
+        s.refresh(current)  # the version check passed, so `before` was read at the version we replaced
+        record(s, who=editor, role=role, action="character.update", entity="character", entity_id=character_id,
+               before=before, after=snapshot(current, AUDIT_FIELDS), label=current.name)
     _request_embedding(character_id)
     return get_character(character_id=character_id)
 
 
 def set_archived(*, character_id: int, expected_version: int, archived: bool, editor: str) -> Character:
+    """Archive or restore (editor role); the audit row shows `archived` before → after."""
     with session_scope() as s:
+        role = authorize(s, who=editor, action="character.archive")
+        current = s.get(Character, character_id)
+        was = current.archived if current is not None else None
         res = s.execute(
             sa.update(Character)
             .where(Character.id == character_id, Character.version == expected_version)
@@ -219,6 +238,8 @@ def set_archived(*, character_id: int, expected_version: int, archived: bool, ed
         )
         if res.first() is None:
             raise _conflict(s, character_id, expected_version)
+        record(s, who=editor, role=role, action="character.archive", entity="character", entity_id=character_id,
+               before={"archived": was}, after={"archived": archived}, label=current.name)
     _request_embedding(character_id)
     return get_character(character_id=character_id)
 

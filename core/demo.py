@@ -3,6 +3,10 @@
 Data lives in prompts/demo_cast.json; each character gets one reference image
 drawn offline, so every screen has content without any network. Loading twice
 adds nothing (existing slugs and style names are skipped).
+
+Loading needs demo.load (admin: it adds styles and starter tags). Each style, character,
+reference and tag it creates leaves its own audit row through the function that creates
+it; the load itself adds one summary row (entity "demo") when it added anything.
 """
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ from pathlib import Path
 from core import characters, references, styles
 from core.settings import PROJECT_ROOT
 from core.ai.sketch import draw_sketch
+from core.team.access import authorize
+from core.team.audit import record
+from db.engine import session_scope
 
 log = logging.getLogger(__name__)
 DEMO_FILE = PROJECT_ROOT / "prompts" / "demo_cast.json"
@@ -27,6 +34,8 @@ class DemoResult:
 
 
 def load_demo_cast(*, editor: str, path: Path = DEMO_FILE) -> DemoResult:
+    with session_scope() as s:  # refused before anything is created
+        authorize(s, who=editor, action="demo.load")
     spec = json.loads(path.read_text(encoding="utf-8"))
     existing_styles = {s.name.lower(): s for s in styles.list_styles()}
     styles_added = 0
@@ -61,6 +70,12 @@ def load_demo_cast(*, editor: str, path: Path = DEMO_FILE) -> DemoResult:
         added += 1
     from core import tags
 
-    tags.load_starter_tags(editor=editor)  # so the cast gets semantic tags as soon as it is embedded
+    tags_added = tags.load_starter_tags(editor=editor)  # so the cast gets semantic tags as soon as it is embedded
+    if styles_added or added or tags_added:
+        with session_scope() as s:
+            role = authorize(s, who=editor, action="demo.load")
+            record(s, who=editor, role=role, action="demo.load", entity="demo", entity_id="",
+                   after={"styles_added": styles_added, "characters_added": added, "characters_skipped": skipped,
+                          "tags_added": tags_added}, label=f"demo cast from {path.name}")
     log.info("demo cast: %d styles, %d characters added, %d skipped", styles_added, added, skipped)
     return DemoResult(styles_added, added, skipped)

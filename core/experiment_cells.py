@@ -183,6 +183,13 @@ def _score_drift(*, cell_id: int, character_id: int, path: str) -> None:
     from core.vectors.embedding_spaces import dims_of, get_embedder, image_space
 
     space = image_space()
+    with session_scope() as s:  # no embedded reference: no score, and no model run for nothing
+        has_refs = s.execute(sa.text("""
+            select exists(select 1 from embedding e join reference_image r on r.id = e.subject_id
+                          where e.subject_type = 'reference' and e.space = :s and e.vector is not null
+                            and r.character_id = :cid)"""), {"s": space, "cid": character_id}).scalar_one()
+    if not has_refs:
+        return
     vector = get_embedder(space).embed_images([media.resolve(path)])[0]
     vec = "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
     d = dims_of(space)

@@ -1,5 +1,9 @@
 """Judging and reading prompt experiments: compare rows (blind or not), picks, results, export, promote,
 and the production record of each template version from real review decisions.
+
+A pick needs experiment.pick (reviewer); promoting an arm needs experiment.promote and, since it changes
+which template version is live, prompt.activate (admin); adding an experiment image to the variations
+needs experiment.promote (editor). Each write leaves one audit row in its own transaction.
 """
 from __future__ import annotations
 
@@ -20,12 +24,15 @@ from core.experiment_stats import ArmResult, CellFact, PickFact, arm_results, ve
 from core.experiments import cells as experiment_cells
 from core.experiments import get_experiment
 from core.generation import REASON_CODES
+from core.team.access import authorize
+from core.team.audit import record, snapshot
 from db.engine import session_scope
 from db.models import Character, GenerationRun, PromptVersion, Variation, utcnow
 from db.models_experiments import Experiment, ExperimentCell, ExperimentPick
 
 OUTCOMES = ("win", "tie", "both_bad")
 NOTE_MAX = 2000
+PICK_FIELDS = ("outcome", "winner_arm", "reason_codes", "note")
 
 
 # ---------------------------------------------------------------- compare view
@@ -111,6 +118,7 @@ def record_pick(*, experiment_id: int, character_id: int, slot_key: str, outcome
     else:
         winner_arm = None
     with session_scope() as s:
+        role = authorize(s, who=picked_by, action="experiment.pick")
         statuses = s.execute(sa.select(ExperimentCell.status).where(
             ExperimentCell.experiment_id == experiment_id, ExperimentCell.character_id == character_id,
             ExperimentCell.slot_key == slot_key)).scalars().all()
@@ -118,11 +126,19 @@ def record_pick(*, experiment_id: int, character_id: int, slot_key: str, outcome
             raise ValidationError(f"Experiment #{experiment_id} has no row for that character and slot {slot_key}.")
         if any(st != "completed" for st in statuses):
             raise ValidationError("This row is not finished yet (or has a failed image): re-run failed cells first.")
+        previous = s.execute(sa.select(ExperimentPick).where(
+            ExperimentPick.experiment_id == experiment_id, ExperimentPick.character_id == character_id,
+            ExperimentPick.slot_key == slot_key).with_for_update()).scalars().first()
+        before = snapshot(previous, PICK_FIELDS) if previous is not None else {}
         values = dict(outcome=outcome, winner_arm=winner_arm, reason_codes=codes, note=note.strip(),
                       picked_by=picked_by, picked_at=utcnow())
         s.execute(insert(ExperimentPick).values(experiment_id=experiment_id, character_id=character_id,
                                                 slot_key=slot_key, **values)
                   .on_conflict_do_update(constraint="uq_experiment_pick_row", set_=values))
+        name = s.execute(sa.select(Character.name).where(Character.id == character_id)).scalar() or f"#{character_id}"
+        record(s, who=picked_by, role=role, action="experiment.pick", entity="experiment", entity_id=experiment_id,
+               before=before, after={k: values[k] for k in PICK_FIELDS},
+               label=f"{exp.name}: {name} · {slot_key}")
 
 
 # ---------------------------------------------------------------- results
@@ -188,31 +204,48 @@ def export_zip(*, experiment_id: int) -> tuple[bytes, int]:
 def promote(*, experiment_id: int, arm: int, editor: str) -> int | None:
     """Activate an arm's template: a saved version is activated, a draft is saved as a new active version,
     the file default becomes active again. The version's note records the experiment. Returns the version
-    now active (None = file default)."""
+    now active (None = file default).
+
+    Needs experiment.promote and prompt.activate (it changes what is live: admin). Activation, note and
+    the experiment's promoted_* columns commit together with one audit row (entity experiment)."""
     if not editor:
         raise ValidationError("Enter your name in the sidebar first (it goes into the version's audit note).")
+    with session_scope() as s:  # refuse before the draft's (sandboxed) render check
+        authorize(s, who=editor, action="experiment.promote")
+        authorize(s, who=editor, action="prompt.activate")
     exp = get_experiment(experiment_id=experiment_id)
     if not 0 <= arm < len(exp.arms):
         raise ValidationError(f"Experiment #{experiment_id} has no arm {arm}.")
     a = exp.arms[arm]
     stamp = f"Promoted by {editor} from experiment #{exp.id} ({exp.name}) on {utcnow():%Y-%m-%d}."
-    if a["version"] is not None:
-        version = a["version"]
-        prompt_registry.activate(name=exp.template_name, version=version)
-        with session_scope() as s:
+    if a["version"] is None and a["kind"] == "draft":
+        prompt_registry.validate_body(a["body"])
+    with session_scope() as s:
+        role = authorize(s, who=editor, action="experiment.promote")
+        authorize(s, who=editor, action="prompt.activate")
+        row = require(s.get(Experiment, experiment_id), f"Experiment #{experiment_id} does not exist.")
+        before = snapshot(row, ("promoted_arm", "promoted_version", "promoted_by"))
+        if a["version"] is not None:
+            version = a["version"]
+            was, _ = prompt_registry.activate_in(s, name=exp.template_name, version=version)
             s.execute(sa.update(PromptVersion).where(PromptVersion.template_name == exp.template_name,
                                                      PromptVersion.version == version)
                       .values(note=sa.func.trim(sa.func.concat(PromptVersion.note, " ", stamp))))
-    elif a["kind"] == "draft":
-        version = prompt_registry.save_version(name=exp.template_name, body=a["body"], author=editor, note=stamp,
-                                               activate=True).version
-    else:
-        version = None
-        prompt_registry.activate(name=exp.template_name, version=None)
-    with session_scope() as s:
-        row = require(s.get(Experiment, experiment_id), f"Experiment #{experiment_id} does not exist.")
+        elif a["kind"] == "draft":
+            pv, was, _ = prompt_registry.save_in(s, name=exp.template_name, body=a["body"], author=editor,
+                                                 note=stamp, activate=True)
+            version = pv.version
+        else:
+            version = None
+            was, _ = prompt_registry.activate_in(s, name=exp.template_name, version=None)
         row.promoted_arm, row.promoted_version, row.promoted_by, row.promoted_at = arm, version, editor, utcnow()
         s.add(row)
+        s.flush()
+        record(s, who=editor, role=role, action="experiment.promote", entity="experiment", entity_id=experiment_id,
+               before=before | {"active_version": was["active_version"]},
+               after=snapshot(row, ("promoted_arm", "promoted_version", "promoted_by")) | {"active_version": version},
+               label=f"{exp.name}: {a['label']} → {exp.template_name} "
+                     f"{'file default' if version is None else f'v{version}'}")
     return version
 
 
@@ -226,6 +259,7 @@ def promote_image(*, cell_id: int, editor: str) -> int:
     if not editor:
         raise ValidationError("Enter your name in the sidebar first.")
     with session_scope() as s:
+        role = authorize(s, who=editor, action="experiment.promote")
         cell = require(s.get(ExperimentCell, cell_id), f"Experiment image #{cell_id} does not exist.")
         if cell.status != "completed" or not cell.path:
             raise ValidationError("Only a finished experiment image can be added to the variations.")
@@ -254,6 +288,10 @@ def promote_image(*, cell_id: int, editor: str) -> int:
             s.add(v)
             s.flush()
             vid = v.id
+            record(s, who=editor, role=role, action="experiment.promote", entity="variation", entity_id=vid,
+                   after=snapshot(v, ("character_id", "run_id", "slot_key", "seed", "template_version", "path",
+                                      "review_note")),
+                   label=f"{ch.name} · {cell.slot_key} from experiment #{exp.id} ({arm['label']})")
             s.commit()
         except BaseException:
             media.remove(rel, thumb)

@@ -8,6 +8,8 @@ override). The seed of a cell is the character's base seed + the slot's offset,
 identical across arms, so the template is the only thing that differs.
 Cells are stored under MEDIA_ROOT/experiments/ and in their own table: they never
 become variations, so the coverage grid and review queue do not see them.
+Panels, experiments, cancelling and re-running need the editor role; each of these writes
+leaves one audit row (entity panel or experiment) in its own transaction.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from core.ai import prompt_registry
 from core.errors import DuplicateError, NotFoundError, ValidationError, require
 from core.settings import get_settings
 from core.shots import shot_list, slot_by_key
+from core.team.access import authorize
+from core.team.audit import record, snapshot
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
 from db.models_experiments import Experiment, ExperimentCell, Panel
@@ -34,6 +38,14 @@ MAX_PANEL_CHARACTERS = 200
 MAX_CELLS = 600
 ACTIVE_STATES = ("pending", "generating")
 ARM_KINDS = ("active", "version", "draft", "file")
+PANEL_FIELDS = ("name", "description", "character_ids", "slot_keys", "source")
+
+
+def check_allowed(*, who: str, action: str) -> str:
+    """Refuse early (before costly validation such as sandboxed renders); the write authorizes again in its
+    own transaction, so this is an early answer, never the only check."""
+    with session_scope() as s:
+        return authorize(s, who=who, action=action)
 
 
 # ---------------------------------------------------------------- panels
@@ -48,7 +60,9 @@ def _clean_name(name: str, what: str) -> str:
 
 def create_panel(*, name: str, character_ids: list[int], slot_keys: list[str], editor: str,
                  description: str = "", source: str = "selection") -> Panel:
-    """A named test bed. No slots means the whole shot list. Characters keep the order given."""
+    """A named test bed. No slots means the whole shot list. Characters keep the order given.
+    Needs panel.create (editor); one audit row with the panel's fields."""
+    check_allowed(who=editor, action="panel.create")
     name = _clean_name(name, "panel")
     ids = list(dict.fromkeys(int(c) for c in character_ids))
     if not ids:
@@ -62,6 +76,7 @@ def create_panel(*, name: str, character_ids: list[int], slot_keys: list[str], e
         except KeyError as err:
             raise ValidationError(str(err).strip("'\"")) from None
     with session_scope() as s:
+        role = authorize(s, who=editor, action="panel.create")
         found = set(s.execute(sa.select(Character.id).where(Character.id.in_(ids))).scalars())
         missing = [i for i in ids if i not in found]
         if missing:
@@ -72,6 +87,8 @@ def create_panel(*, name: str, character_ids: list[int], slot_keys: list[str], e
                       created_by=editor)
         s.add(panel)
         s.flush()
+        record(s, who=editor, role=role, action="panel.create", entity="panel", entity_id=panel.id,
+               after=snapshot(panel, PANEL_FIELDS), label=name)
         s.refresh(panel)
         return panel
 
@@ -91,6 +108,8 @@ def characters_matching(*, style_id: int | None = None, tag: str | None = None) 
 
 def panel_from_filter(*, name: str, slot_keys: list[str], editor: str, style_id: int | None = None,
                       tag: str | None = None) -> Panel:
+    """A panel of the active characters of a style and/or tag (panel.create, editor)."""
+    check_allowed(who=editor, action="panel.create")
     if style_id is None and not tag:
         raise ValidationError("Choose a style or a tag to build the panel from.")
     ids = characters_matching(style_id=style_id, tag=tag)
@@ -163,9 +182,12 @@ def resolve_arms(*, template_name: str, specs: list[ArmSpec]) -> list[dict[str, 
 
 def create_experiment(*, panel_id: int, specs: list[ArmSpec], editor: str, name: str = "",
                       template_name: str = TEMPLATE) -> Experiment:
-    """Write the experiment and all its pending cells in one transaction, then queue one job per cell."""
+    """Write the experiment and all its pending cells in one transaction, then queue one job per cell.
+    Needs experiment.create (editor); one audit row for the experiment (arms with their bodies, cell count)."""
+    check_allowed(who=editor, action="experiment.create")
     arms = resolve_arms(template_name=template_name, specs=specs)
     with session_scope() as s:
+        role = authorize(s, who=editor, action="experiment.create")
         panel = require(s.get(Panel, panel_id), f"Panel #{panel_id} does not exist.")
         chars = {c.id: c for c in s.execute(sa.select(Character).where(Character.id.in_(panel.character_ids))).scalars()}
         order = [chars[i] for i in panel.character_ids if i in chars]
@@ -191,6 +213,9 @@ def create_experiment(*, panel_id: int, specs: list[ArmSpec], editor: str, name:
                  for ch in order for slot in slots for a in range(len(arms))]
         s.add_all(cells)
         s.flush()
+        record(s, who=editor, role=role, action="experiment.create", entity="experiment", entity_id=exp.id,
+               after=snapshot(exp, ("name", "panel_id", "template_name", "arms")) | {"cells": len(cells)},
+               label=exp.name)
         s.refresh(exp)
         cell_ids = [c.id for c in cells]
     _defer(cell_ids)
@@ -253,33 +278,46 @@ def progress(*, experiment_id: int) -> Progress:
     return Progress(sum(counts.values()), counts)
 
 
-def cancel(*, experiment_id: int) -> int:
-    """Pending cells are cancelled with their jobs; cells already generating finish and are kept."""
+def cancel(*, experiment_id: int, editor: str) -> int:
+    """Pending cells are cancelled with their jobs; cells already generating finish and are kept.
+    Needs experiment.cancel (editor); one audit row (cancelled, and how many cells it stopped)."""
     from core.jobs import get_app
 
     with session_scope() as s:
+        role = authorize(s, who=editor, action="experiment.cancel")
         exp = require(s.get(Experiment, experiment_id), f"Experiment #{experiment_id} does not exist.")
+        was_cancelled = exp.cancelled
         exp.cancelled = True
         s.add(exp)
         jobs = s.execute(sa.update(ExperimentCell).where(ExperimentCell.experiment_id == experiment_id,
                                                           ExperimentCell.status == "pending")
-                         .values(status="cancelled", error="cancelled by editor", finished_at=utcnow())
+                         .values(status="cancelled", error=f"cancelled by {editor}", finished_at=utcnow())
                          .returning(ExperimentCell.job_id)).scalars().all()
+        record(s, who=editor, role=role, action="experiment.cancel", entity="experiment", entity_id=experiment_id,
+               before={"cancelled": was_cancelled, "cells_cancelled": 0},
+               after={"cancelled": True, "cells_cancelled": len(jobs)}, label=exp.name)
     for job_id in jobs:
         if job_id is not None:
             get_app().job_manager.cancel_job_by_id(job_id)
     return len(jobs)
 
 
-def rerun_failed(*, experiment_id: int) -> list[int]:
-    """Queue the failed and cancelled cells again (same seed, next attempt); completed cells are kept."""
+def rerun_failed(*, experiment_id: int, editor: str) -> list[int]:
+    """Queue the failed and cancelled cells again (same seed, next attempt); completed cells are kept.
+    Needs experiment.rerun (editor); one audit row naming the cells queued again (none when nothing changed)."""
     with session_scope() as s:
+        role = authorize(s, who=editor, action="experiment.rerun")
         exp = require(s.get(Experiment, experiment_id), f"Experiment #{experiment_id} does not exist.")
+        was_cancelled = exp.cancelled
         exp.cancelled = False
         s.add(exp)
         ids = s.execute(sa.update(ExperimentCell).where(ExperimentCell.experiment_id == experiment_id,
                                                          ExperimentCell.status.in_(("failed", "cancelled")))
                         .values(status="pending", error=None, attempt=ExperimentCell.attempt + 1, started_at=None, job_id=None,
                                 finished_at=None).returning(ExperimentCell.id)).scalars().all()
+        if ids or was_cancelled:
+            record(s, who=editor, role=role, action="experiment.rerun", entity="experiment",
+                   entity_id=experiment_id, before={"cancelled": was_cancelled, "cells_requeued": []},
+                   after={"cancelled": False, "cells_requeued": sorted(ids)}, label=exp.name)
     _defer(sorted(ids))
     return sorted(ids)

@@ -30,6 +30,8 @@ from core.media.images import make_thumbnail
 from core.ai.providers import get_provider
 from core.settings import get_settings
 from core.shots import shot_list, slot_by_key
+from core.team.access import authorize
+from core.team.audit import record
 from db.engine import session_scope
 from db.models import RUN_ACTIVE, Character, GenerationRun, Variation, utcnow
 
@@ -111,6 +113,8 @@ def request_run(*, character_id: int, requested_by: str, template_override: str 
     if template_override:
         from core.ai.ai_functions import build_slot_prompt
 
+        with session_scope() as s:  # the role first: a viewer hears that, not what is wrong with the template
+            authorize(s, who=requested_by, action="generation.request")
         build_slot_prompt(character_id=character_id, slot_key=shot_list()[0].key, override=template_override)
     result = _request_many([character_id], requested_by=requested_by, template_override=template_override)[0]
     if isinstance(result, Exception):
@@ -149,6 +153,7 @@ def _request_many_once(character_ids: list[int], requested_by: str,
     slots = shot_list()
     provider = get_settings().provider_name
     with session_scope() as s:
+        role = authorize(s, who=requested_by, action="generation.request")  # before any run, slot or job
         chars = {c.id: c for c in s.execute(sa.select(Character.id, Character.name, Character.archived,
                                                       Character.base_seed).where(Character.id.in_(wanted))).all()}
         active = dict(s.execute(sa.select(GenerationRun.character_id, GenerationRun.id).where(
@@ -166,6 +171,11 @@ def _request_many_once(character_ids: list[int], requested_by: str,
                 [{"run_id": created[cid], "character_id": cid, "slot_key": slot.key, "provider": provider,
                   "seed": chars[cid].base_seed + slot.seed_offset} for cid in new_cids for slot in slots]).scalars().all()
             _defer(list(vids), s)
+            for cid in new_cids:  # one audit row per run created; an active run handed back wrote nothing
+                record(s, who=requested_by, role=role, action="generation.request", entity="run",
+                       entity_id=created[cid], label=chars[cid].name,
+                       after={"character_id": cid, "status": "queued", "slots": len(slots),
+                              "template_override": bool(template_override)})
     out: list[RunRequest | ValidationError | NotFoundError] = []
     for cid in character_ids:
         ch = chars.get(cid)
@@ -196,6 +206,7 @@ def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = 
     next prompt (template variable `rejection_reasons`).
     """
     with session_scope() as s:
+        role = authorize(s, who=requested_by, action="generation.regenerate")
         # Two editors clicking "retry failed slots" at once: the second waits here, then sees the first's new
         # attempts (pending) and is told so, instead of inserting the same attempt numbers (IntegrityError).
         s.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": 7_000_000 + run_id})
@@ -229,31 +240,43 @@ def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = 
             ))
         if not new_rows:
             return []
+        was = run.status
         s.add_all(new_rows)
         run.status, run.finished_at = "running", None
         s.add(run)
         s.flush()
         vids = [v.id for v in new_rows]
+        record(s, who=requested_by, role=role, action="generation.regenerate", entity="run", entity_id=run_id,
+               label=ch.name, before={"status": was, "character_id": run.character_id},
+               after={"status": "running", "character_id": run.character_id, "regenerated": keys})
     _defer(vids)
     return vids
 
 
-def cancel_run(*, run_id: int) -> int:
+def cancel_run(*, run_id: int, requested_by: str) -> int:
     """Cancel every slot that has not reached the provider call: pending ones (their jobs too) and claimed
     ones still preparing (the worker's gate before the call then refuses). Slots already waiting on the
-    provider finish and are kept: that call is paid for either way."""
+    provider finish and are kept: that call is paid for either way. One audit row names the slots stopped."""
     from core.jobs import get_app
 
     with session_scope() as s:
-        require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
-        stopped = s.execute(
+        role = authorize(s, who=requested_by, action="generation.cancel")
+        run = require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
+        rows = s.execute(
             sa.update(Variation).where(
                 Variation.run_id == run_id,
                 sa.or_(Variation.status == "pending",
                        sa.and_(Variation.status == "generating", Variation.provider_called_at.is_(None))))
             .values(status="cancelled", error="cancelled by editor", finished_at=utcnow())
-            .returning(Variation.job_id)
-        ).scalars().all()
+            .returning(Variation.job_id, Variation.slot_key)
+        ).all()
+        stopped = [job_id for job_id, _ in rows]
+        if rows:  # nothing left to stop wrote nothing
+            name = s.execute(sa.select(Character.name).where(Character.id == run.character_id)).scalar_one()
+            record(s, who=requested_by, role=role, action="generation.cancel", entity="run", entity_id=run_id,
+                   label=name, before={"status": run.status, "character_id": run.character_id},
+                   after={"status": "cancelled", "character_id": run.character_id,
+                          "cancelled_slots": sorted(k for _, k in rows)})
     manager = get_app().job_manager
     for job_id in stopped:
         if job_id is not None:
@@ -284,7 +307,8 @@ def run_claimed(c: Claim) -> str:
     mine = sa.and_(Variation.id == variation_id, Variation.claim == claim, Variation.status == "generating")
     try:
         out = ai_engine.run(
-            VARIATION_IMAGE, requested_by=requested_by or "worker",  # the Activity log credits the editor
+            # action=None: internal, authorized when the run was requested; the Activity log credits the editor
+            VARIATION_IMAGE, requested_by=requested_by or "worker", action=None,
             override=override, provider=get_provider(), job_id=job_id,
             inputs={"character_id": character_id, "slot_key": slot_key, "run_id": run_id, "attempt": attempt,
                     "rejection_reasons": reasons, "subject_id": variation_id, "claim": claim},

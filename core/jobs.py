@@ -103,19 +103,27 @@ def defer_slots(*, variation_ids: list[int], connection=None) -> list[int]:
     return [job.id for job in app.job_manager.batch_defer_jobs(jobs=jobs, connection=connection)]
 
 
-def _defer_once(task_name: str, *, queue: str, lock: str, **kwargs) -> int | None:
-    """Defer a job unless one with the same queueing lock is still waiting (then None: that one will do)."""
+def _defer_once(task_name: str, *, queue: str, lock: str, connection=None, **kwargs) -> int | None:
+    """Defer a job unless one with the same queueing lock is still waiting (then None: that one will do).
+
+    With `connection` (the psycopg connection of an open SQLAlchemy transaction) the job is inserted in that
+    transaction, so it commits with the row and audit entry that asked for it; a clash with a waiting job
+    then raises AlreadyEnqueued and the caller must roll its transaction back (Postgres aborted it)."""
     from procrastinate.exceptions import AlreadyEnqueued
 
+    app = get_app()
+    deferrer = app.configure_task(task_name, queue=queue, queueing_lock=lock)
+    if connection is not None:
+        return app.job_manager.defer_job(deferrer.make_new_job(**kwargs), connection=connection).id
     try:
-        return get_app().configure_task(task_name, queue=queue, queueing_lock=lock).defer(**kwargs)
+        return deferrer.defer(**kwargs)
     except AlreadyEnqueued:
         return None
 
 
-def defer_embed_backfill() -> int | None:
+def defer_embed_backfill(*, connection=None) -> int | None:
     """Queue one backfill of every type and space; a second request while one is queued is a no-op."""
-    return _defer_once(EMBED_BACKFILL, queue=EMBED_QUEUE, lock="embed-backfill")
+    return _defer_once(EMBED_BACKFILL, queue=EMBED_QUEUE, lock="embed-backfill", connection=connection)
 
 
 def defer_embed_pending() -> int | None:
@@ -182,10 +190,13 @@ def pending_jobs(*task_names: str, args: dict[str, str] | None = None) -> int:
                          {"t": list(task_names), "a": json.dumps(args or {})}).scalar_one()
 
 
-def defer_projection(*, projection_id: int, space: str, subject_type: str, mode: str = "fit") -> int | None:
+def defer_projection(*, projection_id: int, space: str, subject_type: str, mode: str = "fit",
+                     connection=None) -> int | None:
     """Queue a map fit ("fit") or placement of new points ("place") for one (space, subject_type) set.
 
-    One queueing lock per set: while a job for the set waits, a second request is a no-op (None).
+    One queueing lock per set: while a job for the set waits, a second request is a no-op (None), or
+    AlreadyEnqueued inside the caller's transaction (`connection`, see _defer_once).
     """
     return _defer_once(COMPUTE_PROJECTION, queue=PROJECTION_QUEUE, lock=f"projection-{space}-{subject_type}",
-                       projection_id=projection_id, space=space, subject_type=subject_type, mode=mode)
+                       connection=connection, projection_id=projection_id, space=space, subject_type=subject_type,
+                       mode=mode)

@@ -21,6 +21,8 @@ from core import media
 from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
 from core.media.images import check_filename, prepare_for_storage
 from core.settings import get_settings
+from core.team.access import authorize
+from core.team.audit import record, snapshot
 from core.text import CAPTION_MAX, clean_text
 from core.media.urlfetch import fetch_image_bytes
 from db.engine import session_scope
@@ -28,6 +30,20 @@ from db.models import Character, ReferenceImage, utcnow
 
 log = logging.getLogger(__name__)
 _LOCK_CLASS = 7_310_001  # pg_advisory_xact_lock(class, character_id): reference uploads of one character
+# what the audit trail keeps of a reference image; `character_id` lets a character's history find a deleted one
+AUDIT_FIELDS = ("character_id", "original_filename", "caption", "alt_text", "source", "source_url", "sha256",
+                "width", "height", "mime", "path")
+TEXT_FIELDS = ("caption", "alt_text")
+
+
+def _label(character_name: str, ref: ReferenceImage) -> str:
+    return f"{character_name} · {ref.original_filename or ref.source_url or 'reference image'}"
+
+
+def _check_role(editor: str, action: str) -> None:
+    """An early refusal before costly work (decoding an upload, fetching a URL); the write re-checks."""
+    with session_scope() as s:
+        authorize(s, who=editor, action=action)
 
 
 def list_references(*, character_id: int) -> list[ReferenceImage]:
@@ -47,6 +63,7 @@ def _store(
     source_url: str | None, editor: str, caption: str = "", alt_text: str = "",
 ) -> ReferenceImage:
     caption, alt_text = clean_captions(caption, alt_text)  # before any file is written
+    _check_role(editor, "reference.add")  # before decoding the image
     settings = get_settings()
     stored = prepare_for_storage(
         data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
@@ -56,6 +73,7 @@ def _store(
     digest = media.sha256_hex(stored.data)  # of what is stored (and served back), not of the upload
     written: list[str] = []
     with session_scope() as s:
+        role = authorize(s, who=editor, action="reference.add")
         ch = require(s.get(Character, character_id), f"Character #{character_id} does not exist.")
         if ch.archived:
             raise ValidationError(f"'{ch.name}' is archived; restore it before adding reference images.")
@@ -84,6 +102,8 @@ def _store(
             s.add(ref)
             s.flush()
             s.refresh(ref)
+            record(s, who=editor, role=role, action="reference.add", entity="reference", entity_id=ref.id,
+                   before=None, after=snapshot(ref, AUDIT_FIELDS), label=_label(ch.name, ref))
             s.commit()
         except IntegrityError as err:
             s.rollback()
@@ -116,6 +136,8 @@ def add_reference_upload(
 
 
 def add_reference_url(*, character_id: int, url: str, editor: str, caption: str = "", alt_text: str = "") -> ReferenceImage:
+    """Fetch (only for someone who may add references) and store like an upload."""
+    _check_role(editor, "reference.add")  # a viewer cannot make the server fetch URLs
     settings = get_settings()
     fetched = fetch_image_bytes(
         url, timeout_s=settings.url_fetch_timeout_s, max_bytes=settings.url_fetch_max_bytes,
@@ -137,6 +159,9 @@ def update_reference_text(
     someone else saved in between and ConflictError names them (nothing is overwritten)."""
     caption, alt_text = clean_captions(caption, alt_text)
     with session_scope() as s:
+        role = authorize(s, who=editor, action="reference.update")
+        current = s.get(ReferenceImage, reference_id)
+        before = snapshot(current, TEXT_FIELDS) if current is not None else None
         row = s.execute(
             sa.update(ReferenceImage)
             .where(ReferenceImage.id == reference_id, ReferenceImage.version == expected_version)
@@ -155,18 +180,28 @@ def update_reference_text(
                 f"(version {current.version}, your form has version {expected_version}). Nothing was overwritten: "
                 "reload to see their text, then apply yours again."
             )
-        s.commit()
         ref = require(s.get(ReferenceImage, reference_id), f"Reference image #{reference_id} no longer exists.")
         s.refresh(ref)
+        name = s.execute(sa.select(Character.name).where(Character.id == ref.character_id)).scalar_one()
+        record(s, who=editor, role=role, action="reference.update", entity="reference", entity_id=reference_id,
+               before=before, after=snapshot(ref, TEXT_FIELDS), label=_label(name, ref))
+        s.commit()
     _request_embedding(reference_id)
     return ref
 
 
-def delete_reference(*, reference_id: int) -> None:
-    """Row first, files after the commit: a failed delete leaves everything in place."""
+def delete_reference(*, reference_id: int, editor: str) -> None:
+    """Row first, files after the commit: a failed delete leaves everything in place.
+
+    The audit row keeps the image's file name, caption and character as `before`, so the character's
+    history still says what was deleted once the row and the file are gone."""
     with session_scope() as s:
+        role = authorize(s, who=editor, action="reference.delete")
         ref = require(s.get(ReferenceImage, reference_id), f"Reference image #{reference_id} no longer exists.")
         paths, character_id = (ref.path, ref.thumb_path), ref.character_id
+        name = s.execute(sa.select(Character.name).where(Character.id == character_id)).scalar_one()
+        record(s, who=editor, role=role, action="reference.delete", entity="reference", entity_id=reference_id,
+               before=snapshot(ref, AUDIT_FIELDS), after=None, label=_label(name, ref))
         s.delete(ref)
         s.execute(sa.text("delete from embedding where subject_type = 'reference' and subject_id = :i"),
                   {"i": reference_id})

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     default_role: str = Field(default="viewer", description="Role of a signed-in person who is not a member yet: "
                               "viewer | reviewer | editor | admin | none (refused until an admin adds them)")
     local_role: str = Field(default="admin", description="Role of the single local user when sign-in is off")
+    server_address: str = Field(default="127.0.0.1", description="Address the web server binds (serve --address "
+                                "wins); anything but a loopback address needs sign-in or ALLOW_UNAUTHENTICATED_REMOTE")
     allow_unauthenticated_remote: bool = Field(default=False, description="Serve a non-local address without "
                                                "sign-in (the operator accepts that anyone who reaches it is admin)")
     review_claim_ttl_s: float = Field(default=300.0, description="How long a review claim holds an image for one "

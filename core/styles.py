@@ -2,6 +2,8 @@
 
 Edits carry the `version` the editor's form was loaded with (as characters do): a stale
 form is refused with a message naming who saved first, and nothing is overwritten.
+Styles are shared vocabulary: every write needs the admin role (core/team/access.py) and
+leaves one audit row with the changed fields, in the write's own transaction.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from core.errors import ConflictError, DuplicateError, NotFoundError, ValidationError, require
+from core.team.access import authorize
+from core.team.audit import record, snapshot
 from core.text import DESCRIPTION_MAX, clean_line, clean_text
 from db.engine import session_scope
 from db.models import Character, Style, utcnow
@@ -20,6 +24,7 @@ from db.models import Character, Style, utcnow
 NAME_MAX = 80
 FRAGMENT_MAX = 1_000
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+AUDIT_FIELDS = ("name", "description", "prompt_fragment", "palette")
 
 
 @dataclass
@@ -59,8 +64,10 @@ def _ensure_unique(s, name: str, exclude_id: int | None = None) -> None:
 
 
 def create_style(*, data: StyleInput, editor: str) -> Style:
+    """Needs style.create (admin); one audit row with the new style's fields."""
     clean = _validate(data)
     with session_scope() as s:
+        role = authorize(s, who=editor, action="style.create")
         _ensure_unique(s, clean.name)
         style = Style(**clean.__dict__, created_by=editor, updated_by=editor)
         s.add(style)
@@ -68,6 +75,8 @@ def create_style(*, data: StyleInput, editor: str) -> Style:
             s.flush()
         except IntegrityError:  # the same name saved by someone else a moment ago
             raise DuplicateError(f"A style named '{clean.name}' was just created by someone else.") from None
+        record(s, who=editor, role=role, action="style.create", entity="style", entity_id=style.id,
+               after=snapshot(style, AUDIT_FIELDS), label=style.name)
         s.refresh(style)
         return style
 
@@ -79,8 +88,10 @@ def update_style(*, style_id: int, expected_version: int, data: StyleInput, edit
     is embedded): their re-embedding is queued after the commit, as saving a character does."""
     clean = _validate(data)
     with session_scope() as s:
-        before = require(s.get(Style, style_id), f"Style #{style_id} does not exist (it may have been deleted).")
-        renamed = before.name != clean.name
+        role = authorize(s, who=editor, action="style.update")
+        current = require(s.get(Style, style_id), f"Style #{style_id} does not exist (it may have been deleted).")
+        before = snapshot(current, AUDIT_FIELDS)
+        renamed = current.name != clean.name
         _ensure_unique(s, clean.name, exclude_id=style_id)
         try:
             updated = s.execute(
@@ -100,6 +111,10 @@ def update_style(*, style_id: int, expected_version: int, data: StyleInput, edit
                 f"{current.updated_at:%Y-%m-%d %H:%M:%S} UTC (version {current.version}, your form has version "
                 f"{expected_version}). Nothing was overwritten: reload to see their changes, then apply yours again."
             )
+        s.expire_all()
+        saved = s.get(Style, style_id)
+        record(s, who=editor, role=role, action="style.update", entity="style", entity_id=style_id,
+               before=before, after=snapshot(saved, AUDIT_FIELDS), label=saved.name)
         users = list(s.execute(sa.select(Character.id).where(Character.style_id == style_id)).scalars()) \
             if renamed else []
     if users:
@@ -114,11 +129,15 @@ def get_style(*, style_id: int) -> Style:
         return require(s.get(Style, style_id), f"Style #{style_id} does not exist (it may have been deleted).")
 
 
-def delete_style(*, style_id: int) -> None:
-    """Refused while characters use the style, so nobody loses a look silently."""
+def delete_style(*, style_id: int, editor: str) -> None:
+    """Refused while characters use the style, so nobody loses a look silently. Needs style.delete (admin);
+    the audit row keeps the deleted style's fields as `before`, so the trail still says what it was."""
     with session_scope() as s:
+        role = authorize(s, who=editor, action="style.delete")
         style = require(s.get(Style, style_id), f"Style #{style_id} does not exist.")
         used = s.execute(sa.select(sa.func.count()).where(Character.style_id == style_id)).scalar_one()
         if used:
             raise ValidationError(f"'{style.name}' is used by {used} character(s); move them to another style first.")
+        record(s, who=editor, role=role, action="style.delete", entity="style", entity_id=style_id,
+               before=snapshot(style, AUDIT_FIELDS), label=style.name)
         s.delete(style)

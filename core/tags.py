@@ -6,6 +6,8 @@ over the whole subject type (see `choose_tags`), so a tag marks a minority
 that fits it, and at most a few per subject. Editors can also apply a tag by
 hand (space 'manual'); those rows survive every automatic recomputation.
 `coverage` says what share of each type a tag marks (the Tags tab shows it).
+Tag definitions are shared vocabulary: creating, editing, deleting and loading the starter
+list need the admin role, and each tag written leaves one audit row (name, description).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import sqlalchemy as sa
 
 from core.vectors.embedding_spaces import dims_of, text_space
 from core.errors import DuplicateError, NotFoundError, ValidationError
+from core.team.access import authorize
+from core.team.audit import record
 from core.text import NOTE_MAX, clean_line, clean_text
 from db.engine import session_scope
 
@@ -93,21 +97,35 @@ def _insert(s, name: str, description: str, editor: str) -> int | None:
                      {"n": name, "d": description.strip(), "e": editor}).scalar()
 
 
+def _definition(s, tag_id: int) -> dict[str, str] | None:
+    """A tag's auditable fields as stored now (None when it does not exist)."""
+    row = s.execute(sa.text("select name, description from tag_concept where id = :i"), {"i": tag_id}).first()
+    return None if row is None else {"name": row.name, "description": row.description}
+
+
 def create_tag(*, name: str, description: str = "", editor: str, embed: bool = True) -> int:
-    """A new concept; it is embedded (and assigned to the cast) by a background job."""
+    """A new concept (tag.create, admin); it is embedded (and assigned to the cast) by a background job."""
     name, description = _clean_name(name), _clean_description(description)
     with session_scope() as s:
+        role = authorize(s, who=editor, action="tag.create")
         tag_id = _insert(s, name, description, editor)
-    if tag_id is None:
-        raise DuplicateError(f"There is already a tag called '{name}'.")
+        if tag_id is None:
+            raise DuplicateError(f"There is already a tag called '{name}'.")
+        record(s, who=editor, role=role, action="tag.create", entity="tag", entity_id=tag_id,
+               after=_definition(s, tag_id), label=name)
     if embed:
         _request([tag_id])
     return tag_id
 
 
-def update_tag(*, tag_id: int, name: str, description: str) -> None:
+def update_tag(*, tag_id: int, name: str, description: str, editor: str) -> None:
+    """Rename or redescribe a tag (tag.update, admin); its vector and assignments are recomputed in the background."""
     name, description = _clean_name(name), _clean_description(description)
     with session_scope() as s:
+        role = authorize(s, who=editor, action="tag.update")
+        before = _definition(s, tag_id)
+        if before is None:
+            raise NotFoundError("That tag was deleted in the meantime.")
         clash = s.execute(sa.text("select 1 from tag_concept where name = :n and id <> :i"),
                           {"n": name, "i": tag_id}).scalar()
         if clash:
@@ -115,20 +133,36 @@ def update_tag(*, tag_id: int, name: str, description: str) -> None:
         if not s.execute(sa.text("update tag_concept set name = :n, description = :d where id = :i"),
                          {"n": name, "d": description.strip(), "i": tag_id}).rowcount:
             raise NotFoundError("That tag was deleted in the meantime.")
+        record(s, who=editor, role=role, action="tag.update", entity="tag", entity_id=tag_id,
+               before=before, after=_definition(s, tag_id), label=name)
     _request([tag_id])
 
 
-def delete_tag(*, tag_id: int) -> None:
+def delete_tag(*, tag_id: int, editor: str) -> None:
+    """Delete a tag with its vector and every assignment (tag.delete, admin); the audit row keeps what it was."""
     with session_scope() as s:
+        role = authorize(s, who=editor, action="tag.delete")
+        before = _definition(s, tag_id)
+        if before is None:
+            raise NotFoundError("That tag was deleted in the meantime.")
         s.execute(sa.text("delete from embedding where subject_type = 'tag' and subject_id = :i"), {"i": tag_id})
         s.execute(sa.text("delete from tag_concept where id = :i"), {"i": tag_id})
+        record(s, who=editor, role=role, action="tag.delete", entity="tag", entity_id=tag_id, before=before,
+               label=before["name"])
 
 
 def load_starter_tags(*, editor: str, path: Path = STARTER_FILE) -> int:
-    """The starter concepts from prompts/tag_concepts.json that don't exist yet; returns how many were added."""
+    """The starter concepts from prompts/tag_concepts.json that don't exist yet; returns how many were added.
+
+    Needs tag.create (admin). Like every bulk write here, one audit row per tag added (none when all exist)."""
     spec = json.loads(path.read_text())["tags"]
     with session_scope() as s:
+        role = authorize(s, who=editor, action="tag.create")
         added = [tid for t in spec if (tid := _insert(s, _clean_name(t["name"]), t.get("description", ""), editor))]
+        for tid in added:
+            after = _definition(s, tid)
+            record(s, who=editor, role=role, action="tag.create", entity="tag", entity_id=tid, after=after,
+                   label=f"{after['name']} (starter list)")
     if added:
         _request(added)
     return len(added)
@@ -141,18 +175,38 @@ def _request(tag_ids: list[int]) -> None:
 
 
 def apply_tag(*, subject_type: str, subject_ids: list[int], tag_name: str, editor: str) -> int:
-    """Tag subjects by hand (creating the concept if it is new); returns how many got the tag."""
+    """Tag subjects by hand (editor role; a tag that does not exist yet is created, which needs the admin
+    role like any new tag); returns how many got the tag.
+
+    One audit row per tagged subject (entity = the subject type), so a character's or image's history
+    shows the tag; a created concept gets its own tag.create row."""
+    from core.team.access import authorize
+    from core.team.audit import record
+
     name = _clean_name(tag_name)
     if not subject_ids:
         raise ValidationError("Select something to tag first.")
+    ids = sorted(set(int(i) for i in subject_ids))
     with session_scope() as s:
-        created = _insert(s, name, "", editor)
-        tag_id = created or s.execute(sa.text("select id from tag_concept where name = :n"), {"n": name}).scalar_one()
+        role = authorize(s, who=editor, action="tag.apply")
+        tag_id = s.execute(sa.text("select id from tag_concept where name = :n"), {"n": name}).scalar()
+        created = None
+        if tag_id is None:
+            create_role = authorize(s, who=editor, action="tag.create")
+            created = _insert(s, name, "", editor)
+            tag_id = created or s.execute(sa.text("select id from tag_concept where name = :n"),
+                                          {"n": name}).scalar_one()
+            if created:
+                record(s, who=editor, role=create_role, action="tag.create", entity="tag", entity_id=created,
+                       label=name, after={"name": name, "description": ""})
         n = s.execute(sa.text("""
             insert into subject_tag (subject_type, subject_id, tag_id, space, similarity)
             select :t, sid, :tag, :m, 1.0 from unnest(cast(:ids as int[])) as sid
             on conflict (subject_type, subject_id, tag_id) do update set space = :m, similarity = 1.0
-        """), {"t": subject_type, "tag": tag_id, "m": MANUAL, "ids": list(subject_ids)}).rowcount
+        """), {"t": subject_type, "tag": tag_id, "m": MANUAL, "ids": ids}).rowcount
+        for sid in ids:
+            record(s, who=editor, role=role, action="tag.apply", entity=subject_type, entity_id=sid,
+                   label=name, after={"tag": name})
     if created:
         _request([created])
     log.info("%s tagged %d %s subjects '%s'", editor, n, subject_type, name)

@@ -1,4 +1,5 @@
-"""Shared page furniture: editor identity, mode badge, flash messages, images.
+"""Shared page furniture: who is acting (signed-in e-mail or typed local name) and with which role, the
+sign-in and not-a-member screens, mode badge, flash messages, images.
 
 Not a page: with st.navigation only the files app.py lists are pages.
 """
@@ -7,12 +8,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import streamlit as st
 
 from core import media
 from core.errors import ValidationError, WorkbenchError
 from core.settings import get_settings
+from core.team import access, signin
 from core.text import EDITOR_NAME_MAX, clean_editor_name, escape_markdown
 from db.engine import database_unavailable, ping
 
@@ -20,16 +23,136 @@ log = logging.getLogger(__name__)
 EDITOR_KEY = "editor_name"
 DB_RETRY_S = 3
 EDITOR_PARAM = "editor"
+SIGNIN_RECORDED_KEY = "_signin_recorded_for"
 
 
-def _login_name() -> str | None:
+@dataclass(frozen=True)
+class Acting:
+    """Who acts in this rerun. `identity` is what pages pass to core (e-mail when signed in, the typed name
+    locally; None until known); `role` is what core will check (access.NO_ROLE = not allowed in)."""
+
+    identity: str | None
+    display: str | None
+    role: str
+    auth: bool  # sign-in is configured
+    signed_in: bool
+    problem: str | None = None  # why a sign-in cannot be used (shown instead of the workbench)
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One page of the navigation and the least role that may open it (app.py lists them as data)."""
+
+    section: str
+    path: str
+    title: str
+    icon: str
+    least_role: str = "viewer"
+    default: bool = False
+
+
+def may_open(role: str, spec: PageSpec) -> bool:
+    return access.rank(role) >= access.rank(spec.least_role)
+
+
+def page_refusal(role: str, spec: PageSpec) -> str:
+    """What a direct link to a page above the person's role shows (named like core's refusals)."""
+    if role == access.NO_ROLE:
+        return (f"The {spec.title} page needs the {spec.least_role} role; you are not a member of this workbench "
+                "yet. Ask an admin to add you.")
+    article = "an" if role[:1] in ("a", "e", "i", "o", "u") else "a"
+    return f"The {spec.title} page needs the {spec.least_role} role; you are {article} {role}."
+
+
+def _typed_name_from_state() -> str | None:
+    """The local user's typed name from the session, or from the URL (`?editor=`) of a reloaded page."""
+    name = st.session_state.get(EDITOR_KEY)
+    if name is None and EDITOR_PARAM in st.query_params:  # a reloaded or bookmarked page
+        try:
+            name = clean_editor_name(st.query_params.get(EDITOR_PARAM)) or None
+        except ValidationError as err:  # a hand-edited URL: ignored, the box asks again
+            log.info("editor name in the URL refused: %s", err)
+            name = None
+        st.session_state[EDITOR_KEY] = name
+    return name or None
+
+
+def _signed_in_claims() -> dict | None:
+    """st.user's claims after a sign-in, else None."""
+    user = st.user.to_dict()
+    return dict(user) if user.get("is_logged_in") else None
+
+
+def _resolve_acting() -> Acting:
+    settings = get_settings()
     try:
-        user = st.user
-        if user.get("is_logged_in"):
-            return str(user.get("name") or user.get("email") or "") or None
-    except Exception as err:  # st.user raises when auth is half-configured; fall back to a typed name
-        log.warning("st.user unavailable, falling back to typed editor name: %s", err)
-    return None
+        auth = settings.auth_enabled
+    except RuntimeError as err:  # an unreadable secrets.toml: nobody may act until it is fixed
+        return Acting(None, None, access.NO_ROLE, auth=True, signed_in=False, problem=str(err))
+    if not auth:
+        name = _typed_name_from_state()
+        role = access.role_now(who=name) if name else settings.local_role
+        return Acting(name, name, role if role in access.ROLES else access.NO_ROLE, auth=False, signed_in=False)
+    claims = _signed_in_claims()
+    if claims is None:
+        return Acting(None, None, access.NO_ROLE, auth=True, signed_in=False)
+    try:
+        person = signin.person_from_claims(claims)
+    except signin.SignInRefused as err:
+        return Acting(None, None, access.NO_ROLE, auth=True, signed_in=True, problem=str(err))
+    if st.session_state.get(SIGNIN_RECORDED_KEY) != person.identity:  # once per browser session
+        res = signin.record_sign_in(claims=claims)
+        st.session_state[SIGNIN_RECORDED_KEY] = person.identity
+        role = res.role
+    else:
+        role = access.role_now(who=person.identity)  # every rerun: an admin's change applies at once
+    return Acting(person.identity, person.display_name, role, auth=True, signed_in=True)
+
+
+def acting() -> Acting:
+    """Who acts in this rerun and with which role. app.py asks to build the navigation, sidebar() asks again
+    (one small query): a page never shows a role older than this rerun, even if it runs without app.py."""
+    return _resolve_acting()
+
+
+def _sign_out_button(key: str) -> None:
+    if st.button("Sign out", key=key, icon=":material/logout:"):
+        st.session_state.pop(SIGNIN_RECORDED_KEY, None)
+        st.logout()
+
+
+def sign_in_screen() -> None:
+    """What everyone sees while sign-in is on and nobody is signed in in this browser."""
+    st.title("🎭 Character Workbench")
+    st.write("This workbench is shared by a team. Sign in with your organisation's account to continue.")
+    if st.button("Sign in", type="primary", icon=":material/login:", key="sign_in"):
+        try:
+            st.login()
+        except Exception as err:  # StreamlitAuthError: a half-configured [auth]; say what to fix
+            log.error("sign-in is misconfigured: %s", err)
+            st.error(f"Sign-in is not configured correctly: {escape_markdown(err)}")
+
+
+def gate_screen(person: Acting) -> None:
+    """Instead of the workbench: why this person cannot use it, and the way out."""
+    st.title("🎭 Character Workbench")
+    if person.problem:
+        st.error(escape_markdown(person.problem))
+    elif person.signed_in:
+        st.warning(f"You are signed in as **{escape_markdown(person.identity)}**, but you are not a member of "
+                   "this workbench yet. Ask an admin to add you on the Members page, then reload this page.",
+                   icon="🔒")
+    elif person.identity:
+        st.warning(f"**{escape_markdown(person.identity)}** is not allowed in: that name belongs to a "
+                   "member who is disabled. Ask an admin, or use another name.", icon="🔒")
+    else:
+        st.warning("Sign-in is off and LOCAL_ROLE lets nobody in. Set LOCAL_ROLE to a role, or configure "
+                   "sign-in (README, 'Sign-in and roles').", icon="🔒")
+    if person.signed_in:
+        _sign_out_button("sign_out_gate")
+    elif not person.auth:
+        with st.sidebar:
+            _typed_editor_name()
 
 
 @st.cache_resource(show_spinner=False)
@@ -60,14 +183,7 @@ def _keep_editor(raw: str | None) -> None:
 def _typed_editor_name() -> str | None:
     """The name lives under a plain session key: a widget's own state is dropped when the editor switches
     pages, which would ask for the name again on every page."""
-    name = st.session_state.get(EDITOR_KEY)
-    if name is None and EDITOR_PARAM in st.query_params:  # a reloaded or bookmarked page
-        try:
-            name = clean_editor_name(st.query_params.get(EDITOR_PARAM)) or None
-        except ValidationError as err:  # a hand-edited URL: ignored, the box asks again
-            log.info("editor name in the URL refused: %s", err)
-            name = None
-        st.session_state[EDITOR_KEY] = name
+    name = _typed_name_from_state()
     if name and st.query_params.get(EDITOR_PARAM) != name:  # page switches drop the URL's parameters
         st.query_params[EDITOR_PARAM] = name
     st.text_input(
@@ -85,17 +201,25 @@ def _typed_editor_name() -> str | None:
 
 
 def sidebar() -> str | None:
-    """Render the shared sidebar; return the editor's display name (None until given)."""
+    """Render the shared sidebar; return the acting identity pages pass to core as editor/reviewer/requested_by:
+    the signed-in e-mail, or locally the typed name (None until given)."""
     settings = get_settings()
     _warm_up_embedder()
+    person = acting()
     with st.sidebar:
-        name = _login_name()
-        if name:
-            st.caption(f"Signed in as **{escape_markdown(name)}**")
+        if person.signed_in and person.identity:
+            st.caption(f"Signed in as **{escape_markdown(person.display)}** ({escape_markdown(person.identity)})  \n"
+                       f"Role: **{person.role}**")
+            _sign_out_button("sign_out")
+            name = person.identity
         else:
+            st.info(f"**Local mode**: sign-in is off; anyone on this machine acts as {settings.local_role}.",
+                    icon="🏠")
             name = _typed_editor_name()
             if not name:
                 st.caption("Enter your name to save changes.")
+            elif person.identity == name:
+                st.caption(f"Role: **{person.role}**")
         if settings.openai_api_key is None:
             st.info("**Offline mode**: no OpenAI key configured; AI features use the offline provider.", icon="📴")
         else:
@@ -157,7 +281,8 @@ def demo_cast_button(editor: str | None, *, key: str) -> None:
     """The one-click demo cast for an empty workbench (Overview and Characters pages)."""
     from core.demo import load_demo_cast
 
-    if st.button("Load demo cast", type="primary", disabled=not editor, key=key):
+    refused = access.refusal(who=editor, action="demo.load") if editor else None
+    if st.button("Load demo cast", type="primary", disabled=not editor or bool(refused), key=key, help=refused):
         try:
             with st.spinner("Creating the demo cast…"):
                 res = load_demo_cast(editor=editor)

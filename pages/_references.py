@@ -9,6 +9,7 @@ import streamlit as st
 from core import references
 from core.ai import ai_functions
 from core.errors import ConflictError, WorkbenchError
+from core.team import access
 from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes
 
@@ -27,13 +28,16 @@ def flash_upload_error(err: Exception, character_id: int) -> None:
 
 def reference_section(ch, *, editor: str | None) -> None:
     refs = references.list_references(character_id=ch.id)
-    can_add = bool(editor) and not ch.archived
+    # what this person's role cannot do is greyed out with the reason; core refuses a crafted rerun anyway
+    why = {a: access.refusal(who=editor, action=a) if editor else None
+           for a in ("reference.add", "reference.update", "reference.delete", "ai.call")}
+    can_add = bool(editor) and not ch.archived and why["reference.add"] is None
     add_cols = st.columns(2)
     with add_cols[0].form(f"upload_{ch.id}", clear_on_submit=True):
         files = st.file_uploader(
             "Upload images (PNG, JPEG, WebP)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True,
         )
-        do_upload = st.form_submit_button("Add uploaded images", disabled=not can_add)
+        do_upload = st.form_submit_button("Add uploaded images", disabled=not can_add, help=why["reference.add"])
     if do_upload:
         added = 0
         for f in files or []:
@@ -54,7 +58,7 @@ def reference_section(ch, *, editor: str | None) -> None:
         show_flashes()
     with add_cols[1].form(f"url_{ch.id}", clear_on_submit=True):
         url = st.text_input("Image URL", placeholder="https://…/image.png")
-        do_fetch = st.form_submit_button("Fetch and add", disabled=not can_add)
+        do_fetch = st.form_submit_button("Fetch and add", disabled=not can_add, help=why["reference.add"])
     if do_fetch:
         try:
             with st.spinner("Fetching…"):
@@ -82,7 +86,8 @@ def reference_section(ch, *, editor: str | None) -> None:
             if st.session_state.get(ver_key) is None or cap_key not in st.session_state:
                 st.session_state[cap_key], st.session_state[alt_key] = ref.caption, ref.alt_text
                 st.session_state[ver_key] = ref.version
-            if st.button("✨ Suggest caption", key=f"suggest_cap_{ref.id}", disabled=not editor):
+            if st.button("✨ Suggest caption", key=f"suggest_cap_{ref.id}", disabled=not editor or bool(why["ai.call"]),
+                         help=why["ai.call"]):
                 try:
                     with st.spinner("Captioning…"):
                         out = ai_functions.caption_reference(reference_id=ref.id, requested_by=editor)
@@ -95,8 +100,10 @@ def reference_section(ch, *, editor: str | None) -> None:
                 caption = st.text_area("Caption", key=cap_key, height=80)
                 alt = st.text_input("Alt text", key=alt_key)
                 c1, c2 = st.columns(2)
-                save = c1.form_submit_button("Save text", disabled=not editor)
-                delete = c2.form_submit_button("Delete", disabled=not editor or ch.archived)
+                save = c1.form_submit_button("Save text", disabled=not editor or bool(why["reference.update"]),
+                                             help=why["reference.update"])
+                delete = c2.form_submit_button("Delete", disabled=not editor or ch.archived
+                                               or bool(why["reference.delete"]), help=why["reference.delete"])
             if save:
                 try:
                     references.update_reference_text(
@@ -119,7 +126,7 @@ def reference_section(ch, *, editor: str | None) -> None:
                 st.rerun()
             if delete:
                 try:
-                    references.delete_reference(reference_id=ref.id)
+                    references.delete_reference(reference_id=ref.id, editor=editor)
                     flash("Reference image deleted.")
                     st.rerun()
                 except Exception as err:

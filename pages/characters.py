@@ -5,9 +5,11 @@ import streamlit as st
 
 from core import characters, generation, references, review, styles
 from core.ai import ai_functions
+from core.team import access
 from core.vectors import embedding_spaces, similarity
 from core.text import escape_markdown as md
 from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
+from pages._history import history_section
 from pages._references import flash_upload_error, reference_section
 from pages._variations import variations_section
 
@@ -19,6 +21,12 @@ CARDS_LIVE_S = 3  # how often the cast cards refresh while one of them is genera
 
 editor = sidebar()
 show_flashes()
+
+
+def why_not(action: str) -> str | None:
+    """Why this person's role cannot do `action` (a disabled button's help), None when it can.
+    Only a hint: core refuses the write itself whatever the page shows."""
+    return access.refusal(who=editor, action=action) if editor else None
 
 style_list = styles.list_styles()
 style_names = {s.id: s.name for s in style_list}
@@ -85,8 +93,9 @@ def detail_view(character_id: int) -> None:
             _reload(ch.id)
             st.rerun()
 
-    tab_details, tab_refs, tab_vars = st.tabs(["Details", "Reference images", "Variations"], key=f"char_tabs_{ch.id}",
-                                              on_change="rerun")
+    tab_details, tab_refs, tab_vars, tab_hist = st.tabs(["Details", "Reference images", "Variations", "History"],
+                                                        key=f"char_tabs_{ch.id}", on_change="rerun")
+    no_edit, no_archive, no_ai = why_not("character.update"), why_not("character.archive"), why_not("ai.call")
     with tab_details:
         name_key = f"edit_name_{ch.id}_{version}"
         st.session_state.setdefault(name_key, ch.name)
@@ -101,7 +110,8 @@ def detail_view(character_id: int) -> None:
                 help="Variation seeds are base seed + slot offset (1..10).",
             )
             notes = st.text_area("Notes", value=ch.notes)
-            saved = st.form_submit_button("Save changes", type="primary", disabled=not editor or ch.archived)
+            saved = st.form_submit_button("Save changes", type="primary", disabled=not editor or ch.archived
+                                          or bool(no_edit), help=no_edit)
         if saved:
             try:
                 updated = characters.update_character(
@@ -118,12 +128,12 @@ def detail_view(character_id: int) -> None:
             except Exception as err:
                 report(err)
         b1, b2 = st.columns([1, 4])
-        if b2.button("✨ Suggest names", key=f"suggest_{ch.id}", disabled=not editor or ch.archived,
-                     help="From the saved description, traits and style."):
+        if b2.button("✨ Suggest names", key=f"suggest_{ch.id}", disabled=not editor or ch.archived or bool(no_ai),
+                     help=no_ai or "From the saved description, traits and style."):
             _suggest_names(description=ch.description, traits=ch.traits, style_id=ch.style_id, target_key=name_key)
             st.rerun()
         label = "Restore" if ch.archived else "Archive"
-        if b1.button(label, key=f"archive_{ch.id}", disabled=not editor):
+        if b1.button(label, key=f"archive_{ch.id}", disabled=not editor or bool(no_archive), help=no_archive):
             try:
                 updated = characters.set_archived(
                     character_id=ch.id, expected_version=version, archived=not ch.archived, editor=editor
@@ -141,6 +151,9 @@ def detail_view(character_id: int) -> None:
 
     with tab_vars:
         variations_section(ch, editor=editor, visible=bool(tab_vars.open))
+
+    with tab_hist:
+        history_section(ch)
 
 
 # ---------------------------------------------------------------- list view
@@ -197,12 +210,14 @@ def create_form(*, expanded: bool) -> None:
             key=f"new_files_{nonce}",
         )
         b1, b2 = st.columns([1, 1])
-        if b2.button("✨ Suggest names", key="suggest_new", disabled=not editor,
-                     help="From the description, traits and style (offline: a seeded name generator)."):
+        no_create, no_ai = why_not("character.create"), why_not("ai.call")
+        if b2.button("✨ Suggest names", key="suggest_new", disabled=not editor or bool(no_ai),
+                     help=no_ai or "From the description, traits and style (offline: a seeded name generator)."):
             _suggest_names(description=description, traits=characters.parse_traits(traits), style_id=style_id,
                            target_key="new_name")
             st.rerun()
-        created = b1.button("Create character", type="primary", disabled=not editor, key="create_character")
+        created = b1.button("Create character", type="primary", disabled=not editor or bool(no_create),
+                            key="create_character", help=no_create)
         if not editor:
             st.caption("Enter your name in the sidebar to create characters.")
         if created:
@@ -263,9 +278,15 @@ def list_view() -> None:
         page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="char_page")
     g1, g2 = st.columns([3, 2])
     g1.caption(f"{len(rows)} character(s)")
-    if g2.button(f"🎬 Generate for all {len(rows)} shown", key="generate_shown", disabled=not editor,
-                 help="Queues a ten-slot run for every active character in this list."):
-        results = generation.request_runs(character_ids=[r.id for r in rows if not r.archived], requested_by=editor)
+    no_generate = why_not("generation.request")
+    if g2.button(f"🎬 Generate for all {len(rows)} shown", key="generate_shown", disabled=not editor or bool(no_generate),
+                 help=no_generate or "Queues a ten-slot run for every active character in this list."):
+        try:
+            results = generation.request_runs(character_ids=[r.id for r in rows if not r.archived],
+                                              requested_by=editor)
+        except Exception as err:
+            report(err)
+            return
         created = sum(1 for r in results if isinstance(r, generation.RunRequest) and r.created)
         refused = [str(r) for r in results if isinstance(r, Exception)]
         flash(f"{created} run(s) queued; {len(results) - created - len(refused)} already in progress."

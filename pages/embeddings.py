@@ -5,6 +5,7 @@ import streamlit as st
 from core.vectors import embedding_status
 from core import jobs, tags
 from core.vectors import embedding_spaces, embeddings
+from core.team import access
 from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
 
@@ -37,11 +38,13 @@ def status_view() -> None:
                                 **{k: r[k] for k in ("total",) + embeddings.STATUS_ORDER}} for r in overview]),
                  hide_index=True, width="stretch")
     todo = total - done - sum(r["queued"] for r in overview)
+    why_not = access.refusal(who=editor, action="embedding.run") if editor else None
     if st.button(f"Embed everything missing, stale or failed ({todo})", type="primary",
-                 disabled=busy or todo == 0 or not editor, key="embed_backfill"):
+                 disabled=busy or todo == 0 or not editor or bool(why_not), key="embed_backfill", help=why_not):
         try:
-            jobs.defer_embed_backfill()
-            flash("Embedding queued: the table updates as the worker finishes.")
+            queued = embeddings.request_backfill(editor=editor)
+            flash("Embedding queued: the table updates as the worker finishes." if queued
+                  else "An embedding backfill is already queued.", "success" if queued else "info")
             st.rerun()
         except Exception as err:
             report(err)
@@ -58,9 +61,11 @@ def status_view() -> None:
     actions = (("missing", "Embed missing"), ("stale", "Re-embed stale"), ("failed", "Retry failed"))
     for col, (status, label) in zip(st.columns(len(actions)), actions):
         ids = by_status[status]
-        if col.button(f"{label} ({len(ids)})", key=f"bulk_{status}", disabled=not ids or not editor, width="stretch"):
+        if col.button(f"{label} ({len(ids)})", key=f"bulk_{status}", disabled=not ids or not editor or bool(why_not),
+                      width="stretch", help=why_not):
             try:
-                jobs.request_embedding(subject_type=subject_type, ids=ids, spaces=[space])
+                embeddings.request_embed(subject_type=subject_type, ids=ids, spaces=[space], editor=editor,
+                                         what=label.lower())
                 flash(f"{label}: {len(ids)} queued.")
                 st.rerun()
             except Exception as err:
@@ -76,6 +81,9 @@ def status_view() -> None:
 
 
 def tags_view() -> None:
+    from core.team import access  # imported here: this tab's code is kept apart from the Status tab's
+
+    no_tags = access.refusal(who=editor, action="tag.create") if editor else None  # tag definitions: admin
     st.caption(f"A tag is a concept with a description. A character or image gets a tag when it stands out for "
                f"that tag: at least {tags.Z_MIN:g} standard deviations above the tag's similarity to the rest of its "
                f"kind, and close to its own best tag (at most {tags.MAX_AUTO_TAGS}), so a tag marks the few that fit "
@@ -88,7 +96,9 @@ def tags_view() -> None:
                      hide_index=True, width="stretch")
     else:
         st.info("No tags yet: add one below, or load the starter list.")
-    if st.button("Load starter tags", key="starter_tags", disabled=not editor):
+    if no_tags:
+        st.caption(no_tags)
+    if st.button("Load starter tags", key="starter_tags", disabled=not editor or bool(no_tags), help=no_tags):
         try:
             n = tags.load_starter_tags(editor=editor)
             flash(f"{n} starter tags added." if n else "All starter tags exist already.")
@@ -99,7 +109,7 @@ def tags_view() -> None:
         st.markdown("**Add a tag**")
         name = st.text_input("Name", key="tag_name", max_chars=tags.MAX_NAME)
         desc = st.text_input("What it means (this is what gets embedded)", key="tag_desc")
-        if st.form_submit_button("Add tag", disabled=not editor):
+        if st.form_submit_button("Add tag", disabled=not editor or bool(no_tags), help=no_tags):
             try:
                 tags.create_tag(name=name, description=desc, editor=editor)
                 flash(f"Tag '{md(name.strip().lower())}' added; it is assigned once it is embedded.")
@@ -114,15 +124,15 @@ def tags_view() -> None:
             new_name = st.text_input("Name", value=by_id[tid].name, key=f"tag_edit_name_{tid}")
             new_desc = st.text_input("Description", value=by_id[tid].description, key=f"tag_edit_desc_{tid}")
             c1, c2 = st.columns(2)
-            save = c1.form_submit_button("Save", disabled=not editor)
-            delete = c2.form_submit_button("Delete", disabled=not editor)
+            save = c1.form_submit_button("Save", disabled=not editor or bool(no_tags), help=no_tags)
+            delete = c2.form_submit_button("Delete", disabled=not editor or bool(no_tags), help=no_tags)
         try:
             if save:
-                tags.update_tag(tag_id=tid, name=new_name, description=new_desc)
+                tags.update_tag(tag_id=tid, name=new_name, description=new_desc, editor=editor)
                 flash("Tag saved; assignments are recomputed in the background.")
                 st.rerun()
             if delete:
-                tags.delete_tag(tag_id=tid)
+                tags.delete_tag(tag_id=tid, editor=editor)
                 flash(f"Tag '{md(by_id[tid].name)}' deleted.")
                 st.rerun()
         except Exception as err:

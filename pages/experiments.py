@@ -8,12 +8,19 @@ from core.ai import prompt_registry
 from core.experiments import ArmSpec
 from core.generation import REASON_CODES
 from core.shots import shot_list
+from core.team import access
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
 editor = sidebar()
 st.title("🧪 Experiments")
 st.caption("Is version B better than version A on the same characters, in images and dollars?")
 show_flashes()
+
+
+def _why_not(action: str) -> str | None:
+    """The refusal core would give this person for `action` (None = allowed or no name yet): a button's help."""
+    return access.refusal(who=editor, action=action) if editor else None
+
 
 SLOTS = {s.key: s.label for s in shot_list()}
 panels = experiments.list_panels()
@@ -43,7 +50,8 @@ def _panel_form() -> None:
             tag = c2.selectbox("Tag", [None] + [t.name for t in tags.list_tags()], key="pn_tag",
                                format_func=lambda t: "any tag" if t is None else t)
         slots = st.multiselect("Slots (none = all ten)", list(SLOTS), key="pn_slots", format_func=SLOTS.get)
-        if st.button("Create panel", type="primary", disabled=not editor, key="pn_create"):
+        why = _why_not("panel.create")
+        if st.button("Create panel", type="primary", disabled=not editor or bool(why), key="pn_create", help=why):
             try:
                 if how == "Pick characters":
                     p = experiments.create_panel(name=name, character_ids=chosen, slot_keys=slots, editor=editor)
@@ -82,7 +90,8 @@ def _new_experiment() -> None:
     name = st.text_input("Experiment name (optional)", key="nx_name")
     st.caption(f"{len(p.character_ids)} characters × {len(experiments.panel_slots(p))} slots × {len(specs)} versions "
                f"= **{n} images**, queued on the normal generation queue. Seeds are equal across versions.")
-    if st.button("Start experiment", type="primary", disabled=not editor, key="nx_start"):
+    why = _why_not("experiment.create")
+    if st.button("Start experiment", type="primary", disabled=not editor or bool(why), key="nx_start", help=why):
         try:
             exp = experiments.create_experiment(panel_id=panel_id, specs=specs, editor=editor, name=name)
             st.session_state["ex_pick"] = exp.id
@@ -99,10 +108,14 @@ def _progress(exp_id: int) -> None:
     if pr.active:
         st.progress(pr.done / max(pr.total, 1), text=f"{pr.done} of {pr.total} images done · "
                     + " · ".join(f"{k} {v}" for k, v in sorted(pr.counts.items())))
-        if st.button("Cancel pending", key="ex_cancel"):
-            n = experiments.cancel(experiment_id=exp_id)
-            flash(f"Cancelled {n} pending image(s).", "info")
-            st.rerun()
+        why = _why_not("experiment.cancel")
+        if st.button("Cancel pending", key="ex_cancel", disabled=not editor or bool(why), help=why):
+            try:
+                n = experiments.cancel(experiment_id=exp_id, editor=editor)
+                flash(f"Cancelled {n} pending image(s).", "info")
+                st.rerun()
+            except Exception as err:
+                report(err)
     elif st.session_state.get("ex_was_active") == exp_id:
         st.session_state["ex_was_active"] = None
         st.rerun()  # the last image landed: redraw the compare rows once
@@ -111,9 +124,13 @@ def _progress(exp_id: int) -> None:
         st.session_state["ex_was_active"] = exp_id
     if bad and not pr.active:
         st.warning(f"{bad} image(s) failed or were cancelled.")
-        if st.button(f"Re-run the {bad} failed", key="ex_rerun", disabled=not editor):
-            experiments.rerun_failed(experiment_id=exp_id)
-            st.rerun()
+        why = _why_not("experiment.rerun")
+        if st.button(f"Re-run the {bad} failed", key="ex_rerun", disabled=not editor or bool(why), help=why):
+            try:
+                experiments.rerun_failed(experiment_id=exp_id, editor=editor)
+                st.rerun()
+            except Exception as err:
+                report(err)
 
 
 def _pick(exp_id: int, row, outcome: str, arm: int | None) -> None:
@@ -129,6 +146,9 @@ def _pick(exp_id: int, row, outcome: str, arm: int | None) -> None:
 
 
 def _compare(exp) -> None:
+    no_pick = _why_not("experiment.pick")
+    if no_pick:
+        st.caption(no_pick)
     blind = st.toggle("Blind mode (hide and shuffle versions per row)", value=True, key="cx_blind")
     salt = st.session_state.setdefault("ex_salt", secrets.token_hex(4))
     rows = experiment_results.compare_rows(experiment_id=exp.id, blind=blind, salt=salt)
@@ -157,26 +177,29 @@ def _compare(exp) -> None:
                 st.caption(f"{c.cell.status}" + (f": {c.cell.error}" if c.cell.error else ""))
             with st.popover("Prompt" + (" (reveals the version)" if blind else "")):
                 st.code(c.cell.rendered_prompt or "(not built yet)", language=None, wrap_lines=True)
+            no_promote = _why_not("experiment.promote")
             if not blind and st.button(f"Add to {row.character_name}'s variations", key=f"cx_promote_{i}",
-                                       disabled=not editor or c.cell.status != "completed",
-                                       help="Copies this image into the character's variations, for review"):
+                                       disabled=not editor or c.cell.status != "completed" or bool(no_promote),
+                                       help=no_promote or "Copies this image into the character's variations, "
+                                       "for review"):
                 try:
                     experiment_results.promote_image(cell_id=c.cell.id, editor=editor)
                     flash(f"Added to {row.character_name}'s variations ({row.slot_key}); review it on Review.")
                     st.rerun()
                 except Exception as err:
                     report(err)
-            if st.button(f"{c.label} is better", key=f"cx_win_{i}", disabled=not (editor and row.ready),
-                         shortcut=str(i + 1), type="primary"):
+            if st.button(f"{c.label} is better", key=f"cx_win_{i}", disabled=not (editor and row.ready) or bool(no_pick),
+                         shortcut=str(i + 1), type="primary", help=no_pick):
                 _pick(exp.id, row, "win", c.arm)
     if st.session_state.pop("cx_clear", False):
         st.session_state["cx_reasons"] = []
     st.multiselect("What was wrong with the other image(s)", list(REASON_CODES), key="cx_reasons",
                    format_func=REASON_CODES.get)
     b1, b2, b3, b4 = st.columns(4)
-    if b1.button("Tie", key="cx_tie", shortcut="T", disabled=not (editor and row.ready)):
+    if b1.button("Tie", key="cx_tie", shortcut="T", disabled=not (editor and row.ready) or bool(no_pick), help=no_pick):
         _pick(exp.id, row, "tie", None)
-    if b2.button("Both bad", key="cx_bad", shortcut="B", disabled=not (editor and row.ready)):
+    if b2.button("Both bad", key="cx_bad", shortcut="B", disabled=not (editor and row.ready) or bool(no_pick),
+                 help=no_pick):
         _pick(exp.id, row, "both_bad", None)
     if b3.button("Previous row", key="cx_prev", shortcut="K"):
         st.session_state["cx_pos"] = pos - 1
@@ -208,8 +231,10 @@ def _results(exp) -> None:
         st.info(f"Promoted {exp.arms[exp.promoted_arm]['label']} by {exp.promoted_by} on {exp.promoted_at:%Y-%m-%d}.")
     cols = st.columns(len(res.arms) + 1)
     best = max(res.arms, key=lambda r: r.wins)
+    no_promote = _why_not("experiment.promote") or _why_not("prompt.activate")  # it changes what is live
     for col, r in zip(cols, res.arms):
-        if col.button(f"Activate {r.label}", key=f"rs_promote_{r.arm}", disabled=not editor,
+        if col.button(f"Activate {r.label}", key=f"rs_promote_{r.arm}", disabled=not editor or bool(no_promote),
+                      help=no_promote,
                       type="primary" if r is best and r.wins else "secondary"):
             try:
                 v = experiment_results.promote(experiment_id=exp.id, arm=r.arm, editor=editor)

@@ -9,6 +9,7 @@ from core import review, tags
 from core.vectors import map_view, projection
 from core.generation import REASON_CODES
 from core.vectors.projection import ProjectionParams
+from core.team import access
 from core.text import escape_markdown as md
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
@@ -18,6 +19,14 @@ GRID_COLUMNS = 6
 SEL_KEY = "map_selection"  # {"sig": figure signature, "ids": [...]}: survives a redrawn figure
 
 editor = sidebar()
+role = access.role_now(who=editor) if editor else access.NO_ROLE
+
+
+def why_not(action: str) -> str | None:
+    """A disabled button's reason (None: the role may do it); core refuses the write itself anyway."""
+    return None if not editor or access.allowed(role, action) else access.refusal_message(role, action)
+
+
 st.title("🗺️ Map")
 show_flashes()
 
@@ -55,7 +64,8 @@ with st.expander("Map parameters and recompute", expanded=cur is None and not pe
     metric = p3.selectbox("metric", projection.METRICS,
                           index=projection.METRICS.index(base.metric) if base else 0, key="map_metric")
     label = "Recompute map" if cur else "Compute map"
-    if st.button(label, type="primary", disabled=pending or not editor, key="map_compute"):
+    if st.button(label, type="primary", disabled=pending or not editor or bool(why_not("map.build")),
+                 key="map_compute", help=why_not("map.build")):
         try:
             req = projection.request_fit(space=space, subject_type=subject_type, editor=editor,
                                          params=ProjectionParams(n_neighbors=n_neighbors, min_dist=min_dist,
@@ -197,7 +207,8 @@ st.subheader(f"{len(selected)} selected")
 a_tag, a_review, a_export = st.columns([2, 2, 1])
 with a_tag:
     tag_name = st.text_input("Tag", key="map_tag_name", placeholder="e.g. winter palette")
-    if st.button(f"Tag {len(selected)}", disabled=not editor, key="map_tag_apply"):
+    if st.button(f"Tag {len(selected)}", disabled=not editor or bool(why_not("tag.apply")), key="map_tag_apply",
+                 help=why_not("tag.apply") or "A tag that does not exist yet is created (admin role)."):
         try:
             n = tags.apply_tag(subject_type=subject_type, subject_ids=selected, tag_name=tag_name, editor=editor)
             flash(f"Tagged {n} with “{md(tag_name.strip())}”.")
@@ -207,7 +218,8 @@ with a_tag:
 with a_review:
     if subject_type == "variation":
         b1, b2 = st.columns(2)
-        if b1.button(f"Approve {len(selected)}", disabled=not editor, key="map_approve"):
+        if b1.button(f"Approve {len(selected)}", disabled=not editor or bool(why_not("review.bulk")),
+                     key="map_approve", help=why_not("review.bulk")):
             try:
                 n = review.bulk_approve(variation_ids=selected, reviewer=editor)
                 flash(f"Approved {n} (only completed, unreviewed images change).")
@@ -216,8 +228,9 @@ with a_review:
                 report(err)
         reasons = st.multiselect("Reject reasons", list(REASON_CODES), format_func=REASON_CODES.get,
                                  key="map_reject_reasons")
-        if b2.button(f"Reject {len(selected)}", disabled=not editor or not reasons, key="map_reject",
-                     help="Pick at least one reason first: it goes into the next attempt's prompt."):
+        if b2.button(f"Reject {len(selected)}", disabled=not editor or not reasons or bool(why_not("review.bulk")),
+                     key="map_reject", help=why_not("review.bulk")
+                     or "Pick at least one reason first: it goes into the next attempt's prompt."):
             try:
                 n = review.bulk_reject(variation_ids=selected, reviewer=editor, reason_codes=reasons)
                 skipped = len(selected) - n

@@ -7,11 +7,15 @@ import streamlit as st
 from core import characters
 from core.ai import ai_functions, prompt_registry
 from core.shots import shot_list
+from core.team import access
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
 editor = sidebar()
 st.title("📝 Prompts")
 show_flashes()
+# editors save drafts; only admins make a version the one in use (core refuses either way)
+no_save = access.refusal(who=editor, action="prompt.save") if editor else None
+no_activate = access.refusal(who=editor, action="prompt.activate") if editor else None
 
 templates = prompt_registry.list_templates()
 st.dataframe(
@@ -40,6 +44,9 @@ with tab_edit:
     st.caption(prompt_registry.limits_summary())
     st.text_area("Template body (Jinja2, sandboxed)", key=draft_key, height=260)
     note = st.text_input("Version note", key=f"note_{name}", placeholder="what changed and why")
+    make_active = st.checkbox("Make it the version in use", value=not no_activate, disabled=bool(no_activate),
+                              key=f"make_active_{name}", help=no_activate or "Unticked: saved as a draft version; "
+                              "an admin activates it under Versions & diff.")
     c1 = c2 = c3 = st.container(horizontal=True)  # buttons at their label's width, wrapping when narrow
     if c1.button("Check draft", key="check_draft"):
         try:
@@ -48,10 +55,14 @@ with tab_edit:
             st.code(sample, language=None, wrap_lines=True)
         except Exception as err:
             report(err)
-    if c2.button("Save as new version", type="primary", disabled=not editor, key="save_version"):
+    if c2.button("Save as new version", type="primary", disabled=not editor or bool(no_save), key="save_version",
+                 help=no_save):
         try:
-            pv = prompt_registry.save_version(name=name, body=st.session_state[draft_key], author=editor, note=note)
-            flash(f"Saved {name} v{pv.version} and made it active.")
+            activate_it = make_active and not no_activate
+            pv = prompt_registry.save_version(name=name, body=st.session_state[draft_key], author=editor, note=note,
+                                              activate=activate_it)
+            flash(f"Saved {name} v{pv.version} and made it active." if activate_it else
+                  f"Saved {name} v{pv.version} as a draft version (not in use).")
             st.rerun()
         except Exception as err:
             report(err)
@@ -74,10 +85,10 @@ with tab_versions:
         pick = st.selectbox("Make active", options, index=options.index(in_use), key=f"activate_pick_{name}_{in_use}",
                             format_func=lambda v: ("file default" if v is None else f"v{v}")
                             + (" (in use)" if v == in_use else ""))
-        if st.button("Activate", disabled=not editor or pick == in_use, key="activate_btn",
-                     help="Pick another version above to switch to it." if pick == in_use else None):
+        if st.button("Activate", disabled=not editor or pick == in_use or bool(no_activate), key="activate_btn",
+                     help=no_activate or ("Pick another version above to switch to it." if pick == in_use else None)):
             try:
-                prompt_registry.activate(name=name, version=pick)
+                prompt_registry.activate(name=name, version=pick, editor=editor)
                 flash(f"{name}: {'file default' if pick is None else f'v{pick}'} is now in use.")
                 st.rerun()
             except Exception as err:

@@ -2,12 +2,15 @@
 import streamlit as st
 
 from core import styles
+from core.team import access
 from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
 
 editor = sidebar()
 st.title("🎨 Styles")
 show_flashes()
+# styles are shared vocabulary (admin); core refuses anyway, the buttons say why before a click
+no_edit = access.refusal(who=editor, action="style.update") if editor else None
 
 all_styles = styles.list_styles()
 if all_styles:
@@ -44,7 +47,8 @@ with st.form(f"style_form_{form_id}", clear_on_submit=picked is None):
         "Palette (hex colours, space separated)", value=" ".join(picked.palette) if picked else "",
         help="Used by the offline renderer, e.g. #1d3557 #457b9d #e63946 #f1faee", key=f"style_palette_{form_id}",
     )
-    submitted = st.form_submit_button("Save style", type="primary", disabled=not editor)
+    submitted = st.form_submit_button("Save style", type="primary", disabled=not editor or bool(no_edit),
+                                      help=no_edit)
 if submitted:
     data = styles.StyleInput(name=name, description=description, prompt_fragment=fragment, palette=palette.split())
     try:
@@ -59,12 +63,14 @@ if submitted:
         st.rerun()
     except Exception as err:
         report(err)
-if picked is not None and st.button(f"Delete '{md(picked.name)}'", disabled=not editor):
+if picked is not None and st.button(f"Delete '{md(picked.name)}'", disabled=not editor or bool(no_edit), help=no_edit):
     try:
-        styles.delete_style(style_id=picked.id)
+        styles.delete_style(style_id=picked.id, editor=editor)
         flash(f"Style '{md(picked.name)}' deleted.")
         st.rerun()
     except Exception as err:
         report(err)
 if not editor:
     st.caption("Enter your name in the sidebar to save changes.")
+elif no_edit:
+    st.caption(no_edit)

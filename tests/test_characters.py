@@ -107,6 +107,6 @@ def test_styles_unique_names_palette_and_delete_guard(editor):
         styles.create_style(data=styles.StyleInput(name="Bad", palette=["red"]), editor=editor)
     characters.create_character(data=CharacterInput(name="Ayla", style_id=ink.id), editor=editor)
     with pytest.raises(ValidationError, match="used by 1 character"):
-        styles.delete_style(style_id=ink.id)
+        styles.delete_style(style_id=ink.id, editor=editor)
     renamed = styles.update_style(style_id=ink.id, expected_version=ink.version, data=styles.StyleInput(name="Ink & Wash"), editor="Ann")
     assert renamed.name == "Ink & Wash" and renamed.updated_by == "Ann"

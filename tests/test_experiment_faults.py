@@ -81,4 +81,4 @@ def test_recovery_closes_cells_whose_job_ended_without_a_result(cast, editor):  
     assert by_id[waiting.id].status == "failed" and "disappeared" in by_id[waiting.id].error
     untouched = [c for c in cells[2:]]
     assert all(by_id[c.id].status == "pending" for c in untouched)
-    assert sorted(experiments.rerun_failed(experiment_id=exp.id)) == sorted([stuck.id, waiting.id])
+    assert sorted(experiments.rerun_failed(experiment_id=exp.id, editor=editor)) == sorted([stuck.id, waiting.id])

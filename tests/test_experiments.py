@@ -171,15 +171,15 @@ def test_picks_wait_for_finished_rows_and_check_their_input(cast, editor):
 
 def test_cancel_then_rerun_failed_cells_only(cast, editor):
     _, exp = _experiment(cast, editor, 2, ["portrait_front"])
-    assert experiments.cancel(experiment_id=exp.id) == 4
+    assert experiments.cancel(experiment_id=exp.id, editor=editor) == 4
     run_worker()
     assert experiments.progress(experiment_id=exp.id).counts == {"cancelled": 4}
     assert {j["status"] for j in _cell_jobs()} == {"cancelled"}
-    assert len(experiments.rerun_failed(experiment_id=exp.id)) == 4
+    assert len(experiments.rerun_failed(experiment_id=exp.id, editor=editor)) == 4
     run_worker()
     cells = experiments.cells(experiment_id=exp.id)
     assert {(c.status, c.attempt) for c in cells} == {("completed", 2)}
-    assert experiments.rerun_failed(experiment_id=exp.id) == []  # nothing failed: nothing queued
+    assert experiments.rerun_failed(experiment_id=exp.id, editor=editor) == []  # nothing failed: nothing queued
 
 
 def test_promote_a_draft_and_a_saved_version_records_the_experiment(cast, editor):

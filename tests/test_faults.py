@@ -163,7 +163,7 @@ def test_cancel_stops_a_claimed_slot_before_the_provider_call(character, editor,
     first = slots(req.run_id)[0]
     claim = fencing.claim_slot(variation_id=first.id, job_id=first.job_id)  # a worker has taken it
     assert isinstance(claim, fencing.Claim)
-    assert generation.cancel_run(run_id=req.run_id) == 10  # nine pending + the claimed one
+    assert generation.cancel_run(run_id=req.run_id, requested_by=editor) == 10  # nine pending + the claimed one
     assert generation.run_claimed(claim) == "lost"  # the worker carries on and stops at the gate
     assert stub.calls("/images/edits") == []  # nothing was paid for
     st = generation.run_status(run_id=req.run_id)

@@ -133,7 +133,7 @@ def test_regenerate_one_slot_feeds_rejection_reasons_into_the_prompt(character, 
 
 def test_cancel_before_the_worker_runs(character, editor):
     req = generation.request_run(character_id=character.id, requested_by=editor)
-    assert generation.cancel_run(run_id=req.run_id) == 10
+    assert generation.cancel_run(run_id=req.run_id, requested_by=editor) == 10
     run_worker()
     st = generation.run_status(run_id=req.run_id)
     assert st.status == "cancelled" and st.counts == {"cancelled": 10}

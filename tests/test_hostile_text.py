@@ -195,9 +195,9 @@ def test_activate_racing_save_version_leaves_exactly_one_active_version(editor):
     prompt_registry.save_version(name="character_name", body="v1 {{ count }}", author=editor)
     for i in range(8):
         results = _race(
-            lambda: prompt_registry.activate(name="character_name", version=1),
+            lambda: prompt_registry.activate(name="character_name", version=1, editor=editor),
             lambda i=i: prompt_registry.save_version(name="character_name", body=f"v{i} {{{{ count }}}}", author=editor),
-            lambda: prompt_registry.activate(name="character_name", version=None),
+            lambda: prompt_registry.activate(name="character_name", version=None, editor=editor),
         )
         assert not [r for r in results if isinstance(r, Exception)], results
         with session_scope() as s:

@@ -277,7 +277,7 @@ def test_many_identical_uploads_at_once_store_exactly_one(character, editor):
 def test_delete_then_re_upload_of_the_same_image_keeps_the_new_files(character, editor):
     data = image_bytes("PNG", (40, 40), "#445566")
     first = _upload(character, editor, data)
-    references.delete_reference(reference_id=first.id)
+    references.delete_reference(reference_id=first.id, editor=editor)
     second = _upload(character, editor, data)
     assert second.path != first.path  # each attempt owns its files
     assert media.exists(second.path) and not media.exists(first.path)
@@ -296,7 +296,7 @@ def test_stale_caption_edit_is_refused_and_names_who_saved_first(character, edit
                                          editor="Bo")
     now = references.list_references(character_id=character.id)[0]
     assert (now.caption, now.alt_text, now.version) == ("front, hood up", "Mira, front", 2)
-    references.delete_reference(reference_id=ref.id)
+    references.delete_reference(reference_id=ref.id, editor=editor)
     with pytest.raises(NotFoundError, match="deleted by someone else"):
         references.update_reference_text(reference_id=ref.id, expected_version=2, caption="x", alt_text="",
                                          editor="Bo")

@@ -67,10 +67,10 @@ def test_versions_activate_and_roll_back(editor):
     v2 = prompt_registry.save_version(name="character_name", body="v2 {{ count }}", author=editor)
     assert (v1.version, v2.version) == (1, 2)
     assert prompt_registry.resolve("character_name").version == 2
-    prompt_registry.activate(name="character_name", version=1)
+    prompt_registry.activate(name="character_name", version=1, editor=editor)
     assert prompt_registry.resolve("character_name").body == "v1 {{ count }}"
     assert [v.is_active for v in prompt_registry.list_versions(name="character_name")] == [False, True]
-    prompt_registry.activate(name="character_name", version=None)
+    prompt_registry.activate(name="character_name", version=None, editor=editor)
     assert prompt_registry.resolve("character_name").layer == "file"
     info = {t.name: t for t in prompt_registry.list_templates()}["character_name"]
     assert info.versions == 2 and info.active_version is None

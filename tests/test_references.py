@@ -140,7 +140,7 @@ def test_caption_edit_and_delete_removes_files(character, editor):
     updated = references.update_reference_text(reference_id=ref.id, expected_version=ref.version,
                                                caption=" side view ", alt_text="Ayla, side", editor=editor)
     assert (updated.caption, updated.alt_text, updated.version) == ("side view", "Ayla, side", 2)
-    references.delete_reference(reference_id=ref.id)
+    references.delete_reference(reference_id=ref.id, editor=editor)
     assert _media_files() == [] and references.list_references(character_id=character.id) == []
 
 

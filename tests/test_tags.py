@@ -54,7 +54,7 @@ def test_starter_tags_on_the_demo_cast_mark_a_fitting_minority_and_edits_requeue
     assert dark.coverage_text().startswith(f"{n_dark} of 12 characters")
 
     # editing a tag queues its re-embedding and re-assignment by itself
-    tags.update_tag(tag_id=by_name["animal"].id, name="animal", description="a mouse or a fox")
+    tags.update_tag(tag_id=by_name["animal"].id, name="animal", description="a mouse or a fox", editor=editor)
     with session_scope() as s:
         status = s.execute(sa.text("select status from embedding where subject_type = 'tag' and subject_id = :i"),
                            {"i": by_name["animal"].id}).scalar_one()

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from core.ai import prompt_registry
 from core.ai.pricing import Usage, cost_usd
 from core.ai.providers import ImageResult, Provider, TextResult, get_provider
+from core.team.access import authorize
+from core.team.audit import record
 from db.engine import session_scope
 from db.models import AICall
 
@@ -81,8 +83,12 @@ class AIOutcome:
     duration_ms: int
 
 
-def _start_row(fn: AIFunction, rc: RunContext, subject_id: int | None, job_id: int | None) -> int:
+def _start_row(fn: AIFunction, rc: RunContext, subject_id: int | None, job_id: int | None,
+               action: str | None) -> int:
+    """Insert the 'running' ai_call row; for a call a person starts (`action`), check their role first
+    and append the audit row in the same transaction, so a refused call leaves no row and costs nothing."""
     with session_scope() as s:
+        role = authorize(s, who=rc.requested_by, action=action) if action is not None else ""
         row = AICall(
             function=fn.name, phase="validate", status="running", provider=rc.provider.name,
             subject_type=fn.subject_type, subject_id=subject_id, job_id=job_id, requested_by=rc.requested_by,
@@ -90,6 +96,10 @@ def _start_row(fn: AIFunction, rc: RunContext, subject_id: int | None, job_id: i
         )
         s.add(row)
         s.flush()
+        if action is not None:
+            record(s, who=rc.requested_by, role=role, action=action, entity="ai_call", entity_id=row.id,
+                   label=fn.name, after={"function": fn.name, "subject_type": fn.subject_type,
+                                         "subject_id": subject_id, "provider": rc.provider.name})
         return row.id
 
 
@@ -107,11 +117,19 @@ def run(
     progress: ProgressFn | None = None,
     provider: Provider | None = None,
     job_id: int | None = None,
+    action: str | None = None,
 ) -> AIOutcome:
+    """Run one AI function through every phase.
+
+    `action` names the permission a person needs for this call (e.g. "ai.call"): it is checked before
+    anything is recorded or paid, and the call gets an audit row. `action=None` is the system path:
+    a call a job makes as part of work its requester was already authorized for (a run's slots, an
+    experiment's cells, captions for embedding); `requested_by` then only credits the cost log.
+    """
     provider = provider or get_provider()
     rc = RunContext(inputs=inputs, provider=provider, requested_by=requested_by)
     subject_id = inputs.get("subject_id")
-    rc.call_id = _start_row(fn, rc, subject_id, job_id)
+    rc.call_id = _start_row(fn, rc, subject_id, job_id, action)
     steps: list[dict[str, Any]] = []
     t_run = time.perf_counter()
     phase = "validate"

@@ -187,25 +187,37 @@ CAPTION_VARIATION = CaptionVariation()
 SLOT_IMAGE = SlotImage()
 
 
+# Calls a person starts check their role ("ai.call", editor) before anything is spent and leave an audit row.
+PERSON = "ai.call"
+
+
 def suggest_names(*, description: str, traits: list[str], style_id: int | None, requested_by: str,
                   name: str = "", count: int = NAME_COUNT) -> AIOutcome:
-    return run(SUGGEST_NAMES, requested_by=requested_by, inputs={
+    return run(SUGGEST_NAMES, requested_by=requested_by, action=PERSON, inputs={
         "description": description, "traits": traits, "style_id": style_id, "name": name, "count": count})
 
 
 def caption_reference(*, reference_id: int, requested_by: str) -> AIOutcome:
-    return run(CAPTION_REFERENCE, requested_by=requested_by, inputs={"subject_id": reference_id})
+    return run(CAPTION_REFERENCE, requested_by=requested_by, action=PERSON, inputs={"subject_id": reference_id})
 
 
 def caption_image(*, subject_type: str, subject_id: int, requested_by: str) -> AIOutcome:
-    """Vision caption of a stored image ('reference' or 'variation')."""
+    """Vision caption of a stored image ('reference' or 'variation'), asked for by a person."""
     fn = CAPTION_REFERENCE if subject_type == "reference" else CAPTION_VARIATION
-    return run(fn, requested_by=requested_by, inputs={"subject_id": subject_id})
+    return run(fn, requested_by=requested_by, action=PERSON, inputs={"subject_id": subject_id})
+
+
+def caption_image_for_job(*, subject_type: str, subject_id: int, job_label: str) -> AIOutcome:
+    """The embedding job's vision caption: part of embedding an image someone was allowed to add or
+    generate, so no person's role is checked (the system path, action=None); `job_label` only names the
+    caller in the cost log."""
+    fn = CAPTION_REFERENCE if subject_type == "reference" else CAPTION_VARIATION
+    return run(fn, requested_by=job_label, action=None, inputs={"subject_id": subject_id})
 
 
 def try_slot(*, character_id: int, slot_key: str, requested_by: str, override: str | None = None,
              progress: ProgressFn | None = None) -> AIOutcome:
-    return run(SLOT_IMAGE, requested_by=requested_by, override=override, progress=progress,
+    return run(SLOT_IMAGE, requested_by=requested_by, action=PERSON, override=override, progress=progress,
                inputs={"character_id": character_id, "subject_id": character_id, "slot_key": slot_key})
 
 

@@ -6,6 +6,10 @@ StrictUndefined and no loader, so a template can neither reach Python
 internals nor the filesystem, and a typo'd variable fails loudly; it runs in a
 child process with time, memory and output limits (core/ai/template_sandbox.py,
 core/ai/template_runner.py), so no template can exhaust a worker or the app.
+
+Saving a version needs prompt.save (editor); making a version the one in use needs
+prompt.activate (admin), also when it happens as part of a save: an editor saves drafts,
+an admin decides what runs. Each save or activation leaves one audit row.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from core.ai import template_runner
 from core.errors import NotFoundError
 from core.ai.prompt_text import tidy_prompt
 from core.settings import PROJECT_ROOT
+from core.team.access import authorize
+from core.team.audit import record
 from core.ai.template_runner import TemplateLimitError, TemplateProblem  # noqa: F401 (the registry's errors)
 from core.text import NOTE_MAX, clean_text
 from db.engine import session_scope
@@ -127,26 +133,56 @@ def validate_body(body: str) -> str:
 
 
 def save_version(*, name: str, body: str, author: str, note: str = "", activate: bool = True) -> PromptVersion:
-    """Nothing is saved unless the body renders against the sample context."""
+    """Nothing is saved unless the body renders against the sample context.
+
+    Needs prompt.save (editor) and, when `activate`, prompt.activate (admin) too: an editor may save
+    a version as a draft (activate=False). One audit row (action prompt.save) holds the body, the
+    note and, when it was activated, the template's active version before → after."""
     if name not in manifest():
         raise NotFoundError(f"Unknown prompt template '{name}'.")
     note = clean_text(note, field="Version note", limit=NOTE_MAX, multiline=True)
+    with session_scope() as s:  # refuse before the (costly, sandboxed) render check
+        authorize(s, who=author, action="prompt.save")
+        if activate:
+            authorize(s, who=author, action="prompt.activate")
     validate_body(body)
     with session_scope() as s:
-        _lock_template(s, name)
-        latest = s.execute(
-            sa.select(sa.func.coalesce(sa.func.max(PromptVersion.version), 0)).where(PromptVersion.template_name == name)
-        ).scalar_one()
+        role = authorize(s, who=author, action="prompt.save")
         if activate:
-            s.execute(
-                sa.update(PromptVersion).where(PromptVersion.template_name == name).values(is_active=False)
-            )
-        pv = PromptVersion(template_name=name, version=latest + 1, body=body, author=author, note=note,
-                           is_active=activate)
-        s.add(pv)
-        s.flush()
-        s.refresh(pv)
+            authorize(s, who=author, action="prompt.activate")
+        pv, before, after = save_in(s, name=name, body=body, author=author, note=note, activate=activate)
+        record(s, who=author, role=role, action="prompt.save", entity="prompt", entity_id=name, before=before,
+               after=after, label=f"{name} v{pv.version}" + (" (made active)" if activate else " (draft)"))
         return pv
+
+
+def save_in(s, *, name: str, body: str, author: str, note: str, activate: bool
+            ) -> tuple[PromptVersion, dict[str, Any], dict[str, Any]]:
+    """The save itself, inside the caller's transaction (already authorized, body already checked).
+    Returns the new version and the audit before/after (experiment promotion records its own row)."""
+    _lock_template(s, name)
+    was_active = _active_version(s, name)
+    latest = s.execute(
+        sa.select(sa.func.coalesce(sa.func.max(PromptVersion.version), 0)).where(PromptVersion.template_name == name)
+    ).scalar_one()
+    if activate:
+        s.execute(
+            sa.update(PromptVersion).where(PromptVersion.template_name == name).values(is_active=False)
+        )
+    pv = PromptVersion(template_name=name, version=latest + 1, body=body, author=author, note=note,
+                       is_active=activate)
+    s.add(pv)
+    s.flush()
+    s.refresh(pv)
+    before = {"active_version": was_active}
+    after = {"version": pv.version, "body": body, "note": note,
+             "active_version": pv.version if activate else was_active}
+    return pv, before, after
+
+
+def _active_version(session, name: str) -> int | None:
+    return session.execute(sa.select(PromptVersion.version).where(
+        PromptVersion.template_name == name, PromptVersion.is_active.is_(True))).scalar()
 
 
 def _lock_template(session, name: str) -> None:
@@ -155,25 +191,36 @@ def _lock_template(session, name: str) -> None:
     session.execute(sa.text("select pg_advisory_xact_lock(hashtext(:n))"), {"n": f"prompt:{name}"})
 
 
-def activate(*, name: str, version: int | None) -> None:
-    """Make `version` the active one; None means 'use the file default'."""
+def activate(*, name: str, version: int | None, editor: str) -> None:
+    """Make `version` the active one; None means 'use the file default'. Needs prompt.activate (admin);
+    one audit row with the active version before → after."""
     if name not in manifest():
         raise NotFoundError(f"Unknown prompt template '{name}'.")
     with session_scope() as s:
-        _lock_template(s, name)
-        if version is not None:
-            exists = s.exec(
-                select(PromptVersion).where(PromptVersion.template_name == name, PromptVersion.version == version)
-            ).first()
-            if exists is None:
-                raise NotFoundError(f"'{name}' has no version {version}.")
-        s.execute(sa.update(PromptVersion).where(PromptVersion.template_name == name).values(is_active=False))
-        if version is not None:
-            s.execute(
-                sa.update(PromptVersion)
-                .where(PromptVersion.template_name == name, PromptVersion.version == version)
-                .values(is_active=True)
-            )
+        role = authorize(s, who=editor, action="prompt.activate")
+        before, after = activate_in(s, name=name, version=version)
+        record(s, who=editor, role=role, action="prompt.activate", entity="prompt", entity_id=name,
+               before=before, after=after, label=f"{name}: {'file default' if version is None else f'v{version}'}")
+
+
+def activate_in(s, *, name: str, version: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The activation itself, inside the caller's transaction (already authorized); returns audit before/after."""
+    _lock_template(s, name)
+    if version is not None:
+        exists = s.exec(
+            select(PromptVersion).where(PromptVersion.template_name == name, PromptVersion.version == version)
+        ).first()
+        if exists is None:
+            raise NotFoundError(f"'{name}' has no version {version}.")
+    was_active = _active_version(s, name)
+    s.execute(sa.update(PromptVersion).where(PromptVersion.template_name == name).values(is_active=False))
+    if version is not None:
+        s.execute(
+            sa.update(PromptVersion)
+            .where(PromptVersion.template_name == name, PromptVersion.version == version)
+            .values(is_active=True)
+        )
+    return {"active_version": was_active}, {"active_version": version}
 
 
 def list_versions(*, name: str) -> list[PromptVersion]:

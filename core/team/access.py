@@ -59,6 +59,14 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "demo.load": ("admin", "loading the demo cast (it adds styles)"),
     # review sessions (team-review): duplicates
     "duplicate.keep": ("reviewer", "keeping both images of a near-duplicate pair"),
+    # character-side writes (team-writes-a): maps and bulk embedding requests
+    "map.build": ("editor", "building or rebuilding a map"),
+    "embedding.run": ("editor", "queueing embedding work"),
+    # sign-in (core/team/signin.py): the only writes a sign-in makes, for the person signing in
+    "member.first_admin": ("admin", "adding an ADMIN_EMAILS admin to the members on their first sign-in"),
+    "member.profile": ("viewer", "updating your display name from the sign-in provider"),
+    # admin-side writes, Members and Audit pages (team-writes-b)
+    "audit.view": ("editor", "reading the audit trail"),
 }
 
 
@@ -92,13 +100,17 @@ def allowed(role: str, action: str) -> bool:
     return rank(role) >= rank(least)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def refusal_message(role: str, action: str) -> str:
     """How a refused action is explained: what it is, the role it needs, the role held."""
     least, what = ACTIONS[action]
     if role == NO_ROLE:
         return (f"{what.capitalize()} needs the {least} role; you are not a member of this "
                 "workbench yet. Ask an admin to add you.")
-    return f"{what.capitalize()} needs the {least} role; you are a {role}."
+    return f"{what.capitalize()} needs the {least} role; you are {_article(role)} {role}."
 
 
 def role_now(*, who: str) -> str:

@@ -60,6 +60,7 @@ class AuditFilter:
     actor: str | None = None
     entity: str | None = None
     entity_id: str | None = None
+    action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -72,6 +73,8 @@ def _where(f: AuditFilter) -> list:
         clauses.append(AuditEvent.entity == f.entity)
     if f.entity_id:
         clauses.append(AuditEvent.entity_id == str(f.entity_id))
+    if f.action:
+        clauses.append(AuditEvent.action == f.action)
     if f.since:
         clauses.append(AuditEvent.at >= f.since)
     if f.until:
@@ -100,11 +103,29 @@ def history(*, entity: str, entity_id: Any, limit: int = 200) -> list[AuditEvent
     return events(filters=AuditFilter(entity=entity, entity_id=str(entity_id)), limit=limit)
 
 
-def actors() -> list[str]:
+def _distinct(column: str) -> list[str]:
+    """Distinct values of an indexed leading column by skipping through its index (a "loose index scan"):
+    one index probe per value instead of reading the whole trail (ms, not tens of ms, at 100k rows)."""
+    assert column in ("actor", "entity")  # only columns that lead an index (ix_audit_event_actor / _entity)
     with session_scope() as s:
-        return list(s.execute(sa.select(AuditEvent.actor).distinct().order_by(AuditEvent.actor)).scalars().all())
+        return list(s.execute(sa.text(f"""
+            with recursive t(v) as (
+                (select {column} from audit_event order by {column} limit 1)
+                union all
+                select (select {column} from audit_event where {column} > t.v order by {column} limit 1)
+                from t where t.v is not null)
+            select v from t where v is not null""")).scalars().all())
+
+
+def actors() -> list[str]:
+    return _distinct("actor")
+
+
+def actions() -> list[str]:
+    """Actions present in the trail (no index leads with action: a full read, used where that is acceptable)."""
+    with session_scope() as s:
+        return list(s.execute(sa.select(AuditEvent.action).distinct().order_by(AuditEvent.action)).scalars().all())
 
 
 def entities() -> list[str]:
-    with session_scope() as s:
-        return list(s.execute(sa.select(AuditEvent.entity).distinct().order_by(AuditEvent.entity)).scalars().all())
+    return _distinct("entity")

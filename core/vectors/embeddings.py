@@ -81,7 +81,7 @@ def caption_missing(*, subject_type: str, ids: list[int]) -> int:
         if sid in have:
             continue
         try:
-            ai_functions.caption_image(subject_type=subject_type, subject_id=sid, requested_by="embedding job")
+            ai_functions.caption_image_for_job(subject_type=subject_type, subject_id=sid, job_label="embedding job")
             done += 1
         except Exception as err:  # recorded as a failed ai_call by the engine; the embed goes on without it
             log.warning("vision caption of %s %s failed, embedding without it: %s", subject_type, sid, err)
@@ -256,19 +256,22 @@ def _record_failure(subject_type, space, emb, ids, error: str) -> None:
                for sid in ids])
 
 
-def mark_queued(*, subject_type: str, ids: list[int], spaces: list[str] | None = None) -> None:
+def mark_queued(*, subject_type: str, ids: list[int], spaces: list[str] | None = None, session=None) -> None:
     """Add subjects to the pending set: 'queued' rows, shown on the status page as soon as a job is requested
-    (the old vector stays searchable) and picked up by the next `embed_pending` job."""
+    (the old vector stays searchable) and picked up by the next `embed_pending` job. With `session` the rows
+    are written in the caller's transaction (a person's request commits with its audit row)."""
     if not ids:
         return
-    with session_scope() as s:
-        for space in spaces or spaces_for(subject_type):
-            s.execute(sa.text("""
-                insert into embedding (subject_type, subject_id, space, model_id, dims, status, updated_at)
-                select :t, sid, :s, :m, :d, 'queued', now() from unnest(cast(:ids as int[])) as sid
-                on conflict (subject_type, subject_id, space) do update set status = 'queued', updated_at = now()
-            """), {"t": subject_type, "s": space, "m": get_embedder(space).model_id, "d": dims_of(space),
-                   "ids": ids})
+    if session is None:
+        with session_scope() as s:
+            return mark_queued(subject_type=subject_type, ids=ids, spaces=spaces, session=s)
+    for space in spaces or spaces_for(subject_type):
+        session.execute(sa.text("""
+            insert into embedding (subject_type, subject_id, space, model_id, dims, status, updated_at)
+            select :t, sid, :s, :m, :d, 'queued', now() from unnest(cast(:ids as int[])) as sid
+            on conflict (subject_type, subject_id, space) do update set status = 'queued', updated_at = now()
+        """), {"t": subject_type, "s": space, "m": get_embedder(space).model_id, "d": dims_of(space),
+               "ids": ids})
 
 
 PENDING_BATCH = 2000  # subjects per embed_pending job; a longer backlog continues in a follow-up job
@@ -359,3 +362,52 @@ def queue_backfill_if_images_behind() -> int | None:
         return None
     log.info("%d images have no vector in the image space yet: queueing the embedding backfill", behind)
     return jobs.defer_embed_backfill()
+
+
+# ---------------------------------------------------------------- requests a person makes (Embeddings page)
+def request_embed(*, subject_type: str, ids: list[int], spaces: list[str] | None, editor: str,
+                  what: str = "embed") -> int:
+    """Queue embedding of chosen subjects (embed missing, re-embed stale, retry failed): editor role.
+
+    The 'queued' marks and one audit row naming the ids commit together; the job that picks them up is
+    deferred after the commit (if the queue is unreachable the marks stay and the next backfill takes them).
+    Returns how many subjects were queued."""
+    from core import jobs
+    from core.team.access import authorize
+    from core.team.audit import record
+
+    if subject_type not in SUBJECT_TYPES + ("tag",):
+        raise ValidationError(f"Unknown subject type '{subject_type}'.")
+    ids = sorted(set(int(i) for i in ids))
+    with session_scope() as s:
+        role = authorize(s, who=editor, action="embedding.run")
+        if not ids:
+            return 0
+        chosen = list(spaces or spaces_for(subject_type))
+        mark_queued(subject_type=subject_type, ids=ids, spaces=chosen, session=s)
+        record(s, who=editor, role=role, action="embedding.run", entity="embedding", entity_id=subject_type,
+               label=f"{what}: {len(ids)} {SUBJECT_LABELS.get(subject_type, subject_type).lower()}",
+               after={"request": what, "subject_type": subject_type, "spaces": chosen, "ids": ids})
+    jobs.defer_embed_pending()
+    return len(ids)
+
+
+def request_backfill(*, editor: str) -> bool:
+    """Queue one backfill of everything missing, stale or failed (editor role); False when one already
+    waits (then nothing is written). The job and its audit row commit together."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    from core import jobs
+    from core.team.access import authorize
+    from core.team.audit import record
+
+    try:
+        with session_scope() as s:
+            role = authorize(s, who=editor, action="embedding.run")
+            job_id = jobs.defer_embed_backfill(connection=s.connection().connection.driver_connection)
+            record(s, who=editor, role=role, action="embedding.run", entity="embedding", entity_id="all",
+                   label="backfill: everything missing, stale or failed", after={"request": "backfill",
+                                                                                   "job_id": job_id})
+    except AlreadyEnqueued:
+        return False
+    return True

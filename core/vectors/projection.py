@@ -352,9 +352,20 @@ def job_pending(*, space: str, subject_type: str) -> bool:
     return jobs.pending_jobs(jobs.COMPUTE_PROJECTION, args={"space": space, "subject_type": subject_type}) > 0
 
 
+class _AlreadyQueued(Exception):
+    """A fit for the set already waits: roll the request's transaction back (nothing written, no audit)."""
+
+
 def request_fit(*, space: str, subject_type: str, params: ProjectionParams, editor: str) -> Projection | None:
-    """Queue a (re)computation of a set's map; None when one is already queued for that set."""
+    """Queue a (re)computation of a set's map (editor role); None when one is already queued for that set.
+
+    The projection row, its job and the audit row commit in one transaction: a refused, duplicate or
+    failed request leaves none of them (and the worker never sees a job whose row is not committed)."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
     from core import jobs
+    from core.team.access import authorize
+    from core.team.audit import record, snapshot
 
     params = params.validate()
     if subject_type not in SUBJECT_TYPES:
@@ -362,19 +373,26 @@ def request_fit(*, space: str, subject_type: str, params: ProjectionParams, edit
     if not editor:
         raise ValidationError("Enter your name in the sidebar first.")
     extra = {k: v for k, v in asdict(params).items() if k in ("n_epochs", "random_state") and v is not None}
-    with session_scope() as s:
-        p = Projection(space=space, subject_type=subject_type, n_neighbors=int(params.n_neighbors),
-                       min_dist=float(params.min_dist), metric=params.metric, params=extra, created_by=editor)
-        s.add(p)
-        s.flush()
-        s.refresh(p)
-    job_id = jobs.defer_projection(projection_id=p.id, space=space, subject_type=subject_type, mode="fit")
-    if job_id is None:  # another request for this set is already queued: this one is not needed
+    try:
         with session_scope() as s:
-            s.execute(sa.delete(Projection).where(Projection.id == p.id))
+            role = authorize(s, who=editor, action="map.build")
+            p = Projection(space=space, subject_type=subject_type, n_neighbors=int(params.n_neighbors),
+                           min_dist=float(params.min_dist), metric=params.metric, params=extra, created_by=editor)
+            s.add(p)
+            s.flush()
+            try:
+                p.job_id = jobs.defer_projection(projection_id=p.id, space=space, subject_type=subject_type,
+                                                 mode="fit", connection=s.connection().connection.driver_connection)
+            except AlreadyEnqueued:
+                raise _AlreadyQueued from None
+            s.flush()
+            record(s, who=editor, role=role, action="map.build", entity="projection", entity_id=p.id,
+                   label=f"{subject_type} map in {space}",
+                   after=snapshot(p, ["space", "subject_type", "n_neighbors", "min_dist", "metric", "params"]))
+            pid = p.id
+    except _AlreadyQueued:
         return None
-    _update(p.id, job_id=job_id)
-    return get_projection(projection_id=p.id)
+    return get_projection(projection_id=pid)
 
 
 def request_placement(*, projection_id: int) -> int | None:

@@ -1,0 +1,177 @@
+"""The Audit page's data, shaped without Streamlit: filters from form values, one page of rows, readable changes.
+
+Filtering and paging happen in SQL (core.team.audit.events / count): the trail grows with every click,
+so the page never loads more than one page of rows. Values are shown as short text (long prompt bodies
+are cut, the full value stays available), and each row says where its entity can be opened.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from core.errors import ValidationError
+from core.team import audit
+from core.team.audit import AuditFilter
+from db.models_team import AuditEvent
+
+PAGE_SIZE = 50
+VALUE_MAX = 120  # characters of a before/after value shown inline; the rest is behind "full values"
+EMPTY = "∅"  # no value (before a create, after a delete)
+BLANK = "(empty)"  # an empty text or list, shown so it is not mistaken for a rendering gap
+
+# entity -> (page file, query parameter that opens the entity there; None = the page only)
+ENTITY_PAGES: dict[str, tuple[str, str | None]] = {
+    "character": ("pages/characters.py", "character"),
+    "style": ("pages/styles.py", None),
+    "tag": ("pages/embeddings.py", None),
+    "prompt": ("pages/prompts.py", None),
+    "panel": ("pages/experiments.py", None),
+    "experiment": ("pages/experiments.py", None),
+    "member": ("pages/members.py", None),
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    page: str
+    query_params: dict[str, str]
+    label: str
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    before: str
+    after: str
+    before_full: str
+    after_full: str
+
+    @property
+    def truncated(self) -> bool:
+        return self.before != self.before_full or self.after != self.after_full
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    entity: str
+    entity_id: str
+    label: str
+    link: Link | None
+    changes: list[FieldChange]
+
+    @property
+    def when(self) -> str:
+        return f"{self.at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+    @property
+    def entity_text(self) -> str:
+        ref = f"{self.entity} #{self.entity_id}" if self.entity_id else self.entity
+        return f"{ref} · {self.label}" if self.label else ref
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    total: int
+    page: int  # 1-based
+    pages: int
+    page_size: int
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * self.page_size + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+
+def make_filter(*, actor: str | None = None, entity: str | None = None, action: str | None = None,
+                since: date | None = None, until: date | None = None, entity_id: str | None = None) -> AuditFilter:
+    """Form values → AuditFilter. Dates are whole UTC days, both ends included."""
+    if since and until and until < since:
+        raise ValidationError(f"The end date {until:%Y-%m-%d} is before the start date {since:%Y-%m-%d}.")
+    return AuditFilter(
+        actor=actor or None, entity=entity or None, action=action or None, entity_id=entity_id or None,
+        since=datetime.combine(since, time.min, tzinfo=timezone.utc) if since else None,
+        until=datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc) if until else None)
+
+
+def short(value: Any, limit: int = VALUE_MAX) -> tuple[str, str]:
+    """(shown, full) text of one stored value: None as ∅, text as is, lists and dicts as compact JSON."""
+    if value is None:
+        full = EMPTY
+    elif value in ("", [], {}):
+        full = BLANK
+    elif isinstance(value, str):
+        full = value
+    else:
+        full = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    flat = " ".join(full.split())
+    shown = flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    return shown, full
+
+
+def field_changes(changes: dict[str, Any]) -> list[FieldChange]:
+    out = []
+    for name in sorted(changes):
+        pair = changes[name]
+        before, after = (pair + [None, None])[:2] if isinstance(pair, list) else (None, pair)
+        (b, bf), (a, af) = short(before), short(after)
+        out.append(FieldChange(name, b, a, bf, af))
+    return out
+
+
+def link_for(event: AuditEvent) -> Link | None:
+    """Where the entity can be opened. Characters open directly (?character=id); rows about a character's
+    references, runs or variations open that character when the change names its character_id."""
+    changes = event.changes or {}
+    if event.entity == "character" and event.entity_id.isdigit():
+        return Link("pages/characters.py", {"character": event.entity_id}, "Open character")
+    character_id = changes.get("character_id")
+    if isinstance(character_id, list):
+        character_id = next((c for c in reversed(character_id) if c is not None), None)
+    if character_id is not None and str(character_id).isdigit():
+        return Link("pages/characters.py", {"character": str(character_id)}, "Open character")
+    if event.entity in ENTITY_PAGES and event.action not in ("style.delete", "tag.delete"):
+        page, _ = ENTITY_PAGES[event.entity]
+        return Link(page, {}, f"Open {event.entity}s" if event.entity != "prompt" else "Open prompts")
+    return None
+
+
+def to_row(event: AuditEvent) -> Row:
+    return Row(event.id, event.at, event.actor, event.role, event.action, event.entity, event.entity_id,
+               event.label, link_for(event), field_changes(event.changes or {}))
+
+
+def page_of(*, filters: AuditFilter, page: int = 1, page_size: int = PAGE_SIZE) -> Page:
+    """One page of the trail, newest first; a page past the end shows the last one."""
+    total = audit.count(filters=filters)
+    pages = max(1, math.ceil(total / page_size))
+    page = min(max(1, int(page)), pages)
+    events = audit.events(filters=filters, limit=page_size, offset=(page - 1) * page_size)
+    return Page([to_row(e) for e in events], total, page, pages, page_size)
+
+
+@dataclass(frozen=True)
+class Choices:
+    actors: list[str]
+    entities: list[str]
+    actions: list[str]
+
+
+def choices() -> Choices:
+    """What the filter boxes offer: the people and entities present in the trail (index skip scans, a few ms at
+    100k rows) and every action of the ACTIONS table (writes are authorized, and recorded, under these names;
+    a DISTINCT over the unindexed action column would read the whole trail on every page view)."""
+    from core.team.access import ACTIONS
+
+    return Choices(audit.actors(), audit.entities(), sorted(ACTIONS))
