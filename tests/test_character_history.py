@@ -83,7 +83,7 @@ def test_values_are_shown_on_one_line_and_long_ones_are_cut():
     assert cut and len(text) == 40 and text.endswith("…")
 
 
-def test_history_stays_fast_at_1000_characters_and_100k_audit_rows(editor, capsys):
+def test_history_at_1000_characters_and_100k_audit_rows_reads_indexes_not_the_trail(editor, capsys):
     a, *_ = _story(editor)
     with session_scope() as s:  # 1,000 characters' worth of trail: edits, references, runs, deletes of others
         s.execute(sa.text("""
@@ -96,27 +96,25 @@ def test_history_stays_fast_at_1000_characters_and_100k_audit_rows(editor, capsy
                         else jsonb_build_object('notes', jsonb_build_array('a', 'b')) end
             from generate_series(1, 100000) g"""))
         s.execute(sa.text("analyze audit_event"))
-    timings = {}
-    for indexed in (False, True):  # without / with the partial index the team migration adds
-        if indexed:
-            with session_scope() as s:
-                s.execute(sa.text(history.DELETED_REFERENCE_INDEX))
-                s.execute(sa.text("analyze audit_event"))
-        timings[indexed] = _time_history(a.id)
+        plan = "\n".join(r[0] for r in s.execute(sa.text("explain " + history._ROWS), {
+            "c": a.id, "cs": str(a.id), "n": history.PAGE_SIZE, "o": 0, "upto": history.PAGE_SIZE}))
+    # the character's own rows still come back among 100k others, and no branch scans the whole trail
+    assert history.count_character_history(character_id=a.id) == 11
+    assert len(history.character_history(character_id=a.id)) == 11
+    assert history.DELETED_REFERENCE_INDEX_NAME in plan, plan
+    assert "Seq Scan on audit_event" not in plan, plan
     with capsys.disabled():
-        print(f"\ncharacter history (page + count) at 100k audit rows: p50 {timings[False]:.1f} ms without the "
-              f"deleted-reference index, {timings[True]:.1f} ms with it")
-    assert timings[True] < 50
+        print(f"\ncharacter history (page + count) at 100k audit rows: p50 {_time_history(a.id):.1f} ms")
 
 
 def _time_history(character_id: int) -> float:
+    """Median ms of one page + its count (printed, never asserted: wall-clock depends on the machine)."""
     timings = []
     for _ in range(20):
         t0 = time.perf_counter()
-        page = history.character_history(character_id=character_id, limit=history.PAGE_SIZE)
-        total = history.count_character_history(character_id=character_id)
+        history.character_history(character_id=character_id, limit=history.PAGE_SIZE)
+        history.count_character_history(character_id=character_id)
         timings.append((time.perf_counter() - t0) * 1000)
-    assert len(page) == 11 and total == 11
     return statistics.median(timings)
 
 

@@ -50,13 +50,9 @@ cross join lateral (
     select count(*) as n from audit_event e where e.entity = sc.entity and e.entity_id = sc.entity_id
 ) c
 """
-# The one lookup the (entity, entity_id, at) index cannot serve: which deleted references were this
-# character's. Without this partial index that branch scans the trail (~10 ms per 100k rows); with it,
-# an index probe. Added by the team migration (see the report of issue 16); tests create it if absent.
-DELETED_REFERENCE_INDEX = (
-    "CREATE INDEX IF NOT EXISTS ix_audit_event_deleted_reference ON audit_event "
-    "(((changes -> 'character_id') ->> 0)) WHERE entity = 'reference' AND action = 'reference.delete'"
-)
+# The one lookup the (entity, entity_id, at) index cannot serve, which deleted references were this
+# character's, is served by the partial index ix_audit_event_deleted_reference (migration 0023).
+DELETED_REFERENCE_INDEX_NAME = "ix_audit_event_deleted_reference"
 
 
 @dataclass(frozen=True)
