@@ -7,6 +7,7 @@ import functools
 import streamlit as st
 
 from core.team.access import NO_ROLE
+from pages._review_queue import release_claims
 from pages._common import PageSpec, acting, gate_screen, may_open, page_refusal, run_guarded, sign_in_screen
 
 st.set_page_config(page_title="Character Workbench", page_icon="🎭", layout="wide")
@@ -28,6 +29,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("Team", "pages/audit.py", "Audit", "📜", "editor"),
     PageSpec("Team", "pages/members.py", "Members", "👥", "admin"),
 )
+
+REVIEW_PAGE = "pages/review.py"
 
 
 def main() -> None:
@@ -53,6 +56,8 @@ def main() -> None:
         by_page[id(page)] = spec
     selected = st.navigation(sections)
     spec = by_page[id(selected)]
+    if spec.path != REVIEW_PAGE:  # leaving Review gives its claimed queue back at once (not after the TTL)
+        release_claims(person.identity)
     if may_open(person.role, spec):
         selected.run()
     else:

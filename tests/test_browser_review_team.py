@@ -78,3 +78,11 @@ def test_two_reviewers_get_different_images_and_leaving_the_queue_gives_them_bac
         ann.get_by_text("3 character(s)").wait_for()
         ann.wait_for_timeout(1000)
         assert set(review.held_by(variation_ids=list(states)).values()) == {"Bob Baker"}
+
+        bob.get_by_role("link", name="Characters").first.click()  # Bob leaves the Review page altogether
+        bob.get_by_role("heading", name=re.compile("Characters")).first.wait_for()
+        for _ in range(50):  # the release happens in the rerun that opens the other page
+            if not review.held_by(variation_ids=list(states)):
+                break
+            bob.wait_for_timeout(200)
+        assert review.held_by(variation_ids=list(states)) == {}
