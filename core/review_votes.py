@@ -23,6 +23,7 @@ from sqlmodel import Session
 from core.errors import ConflictError
 from core.settings import get_settings
 from core.team.audit import actor_label
+from db.engine import session_scope
 from db.models import Variation, utcnow
 from db.models_team import ReviewClaim, ReviewVote
 
@@ -34,6 +35,29 @@ REVIEWED_BY_MAX = 120
 def votes_required() -> int:
     """k: independent decisions an image needs (1 = a single decision settles it)."""
     return max(1, int(get_settings().review_votes_required))
+
+
+SEALED_VOTE = "(hidden until the image is settled)"
+
+
+def sealed_images(*, variation_ids: list[int]) -> set[int]:
+    """Images whose individual votes must not be shown yet: under double review a vote is blind until the
+    image is settled, or the next reviewer (who may open the Audit page or a character's History) is biased."""
+    ids = sorted({int(i) for i in variation_ids})
+    if votes_required() <= 1 or not ids:
+        return set()
+    with session_scope() as s:
+        return set(s.execute(sa.select(Variation.id).where(
+            Variation.id.in_(ids), Variation.review_status == "unreviewed")).scalars())
+
+
+def seal_trail(rows: list, *, entity_of, changes_of) -> dict[int, dict]:
+    """{index: changes with the vote hidden} for the audit rows (of any shape) that carry an unsettled vote."""
+    voted = {i: r for i, r in enumerate(rows) if entity_of(r)[0] == "variation" and "vote" in (changes_of(r) or {})
+             and str(entity_of(r)[1]).isdigit()}
+    hidden = sealed_images(variation_ids=[int(entity_of(r)[1]) for r in voted.values()])
+    return {i: {**changes_of(r), "vote": [SEALED_VOTE, SEALED_VOTE]} for i, r in voted.items()
+            if int(entity_of(r)[1]) in hidden}
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,25 @@ def test_bulk_decisions_are_votes_too(ten):
     assert [e.action for e in audit.history(entity="variation", entity_id=ten[0])] == ["review.bulk"] * 3
     assert audit.history(entity="variation", entity_id=ten[0])[0].changes["review_status"] == ["unreviewed",
                                                                                                 "disputed"]
+
+
+def test_a_first_vote_stays_hidden_on_the_audit_page_and_in_history_until_the_image_is_settled(ten):
+    from core.team import audit_view, history
+    from db.models import Variation
+
+    review.decide(variation_id=ten[0], decision=R, reviewer="ann", reason_codes=["anatomy"], note="six fingers")
+
+    def shown() -> tuple[list[str], list[str]]:
+        rows = audit_view.page_of(filters=audit_view.make_filter(entity="variation")).rows
+        with session_scope() as s:
+            character_id = s.get(Variation, ten[0]).character_id
+        trail = [c.after_full for r in rows if r.entity_id == str(ten[0]) for c in r.changes if c.field == "vote"]
+        tab = [str(c.after) for e in history.character_history(character_id=character_id)
+               if e.entity_id == str(ten[0]) for c in e.changes if c.field == "vote"]
+        return trail, tab
+
+    trail, tab = shown()
+    assert trail and tab and R not in trail + tab  # the next reviewer cannot read Ann's rejection anywhere
+    review.decide(variation_id=ten[0], decision=R, reviewer="bob", reason_codes=["anatomy"])
+    trail, tab = shown()  # settled: every vote is history now
+    assert trail.count(R) == 2 and tab.count(R) == 2

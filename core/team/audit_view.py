@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 from core.errors import ValidationError
+from core.review_votes import seal_trail
 from core.team import audit
 from core.team.audit import AuditFilter
 from db.models_team import AuditEvent
@@ -31,6 +32,7 @@ ENTITY_PAGES: dict[str, tuple[str, str | None]] = {
     "panel": ("pages/experiments.py", None),
     "experiment": ("pages/experiments.py", None),
     "member": ("pages/members.py", None),
+    "variation": ("pages/review.py", None),
 }
 
 
@@ -147,9 +149,9 @@ def link_for(event: AuditEvent) -> Link | None:
     return None
 
 
-def to_row(event: AuditEvent) -> Row:
+def to_row(event: AuditEvent, changes: dict[str, Any] | None = None) -> Row:
     return Row(event.id, event.at, event.actor, event.role, event.action, event.entity, event.entity_id,
-               event.label, link_for(event), field_changes(event.changes or {}))
+               event.label, link_for(event), field_changes(changes if changes is not None else event.changes or {}))
 
 
 def page_of(*, filters: AuditFilter, page: int = 1, page_size: int = PAGE_SIZE) -> Page:
@@ -158,7 +160,8 @@ def page_of(*, filters: AuditFilter, page: int = 1, page_size: int = PAGE_SIZE) 
     pages = max(1, math.ceil(total / page_size))
     page = min(max(1, int(page)), pages)
     events = audit.events(filters=filters, limit=page_size, offset=(page - 1) * page_size)
-    return Page([to_row(e) for e in events], total, page, pages, page_size)
+    sealed = seal_trail(events, entity_of=lambda e: (e.entity, e.entity_id), changes_of=lambda e: e.changes)
+    return Page([to_row(e, sealed.get(i)) for i, e in enumerate(events)], total, page, pages, page_size)
 
 
 @dataclass(frozen=True)

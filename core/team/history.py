@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.review_votes import seal_trail
 from core.team.access import ACTIONS
 from db.engine import session_scope
 
@@ -80,8 +81,8 @@ class HistoryEntry:
         return ACTIONS.get(self.action, ("", self.action))[1]
 
 
-def _entry(row: Any) -> HistoryEntry:
-    changes = row.changes or {}
+def _entry(row: Any, changes: dict[str, Any] | None = None) -> HistoryEntry:
+    changes = changes if changes is not None else row.changes or {}
     fields = [FieldChange(k, *(v if isinstance(v, list) and len(v) == 2 else (None, v)))
               for k, v in sorted(changes.items())]
     return HistoryEntry(row.id, row.at, row.actor, row.role, row.action, row.entity, row.entity_id, row.label,
@@ -96,7 +97,8 @@ def character_history(*, character_id: int, limit: int = PAGE_SIZE, offset: int 
     with session_scope() as s:
         rows = s.execute(sa.text(_ROWS), {"c": int(character_id), "cs": str(int(character_id)), "n": limit,
                                           "o": offset, "upto": limit + offset}).all()
-    return [_entry(r) for r in rows]
+    sealed = seal_trail(rows, entity_of=lambda r: (r.entity, r.entity_id), changes_of=lambda r: r.changes)
+    return [_entry(r, sealed.get(i)) for i, r in enumerate(rows)]
 
 
 def count_character_history(*, character_id: int) -> int:
