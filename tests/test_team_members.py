@@ -62,7 +62,7 @@ def test_the_list_shows_admin_emails_people_until_they_are_added(signed_in):
 def test_only_admins_manage_members_and_the_refusal_names_the_role(signed_in):
     members.add_member(identity="ed@example.com", role="editor", editor=BOSS)
     before = audit.count()
-    with pytest.raises(PermissionDenied, match="Managing members and roles needs the admin role; you are a editor"):
+    with pytest.raises(PermissionDenied, match="Managing members and roles needs the admin role; you are an editor"):
         members.add_member(identity="friend@example.com", role="admin", editor="ed@example.com")
     with pytest.raises(PermissionDenied, match="not a member of this workbench yet"):
         members.set_role(identity="ed@example.com", role="admin", editor="stranger@example.com")
@@ -154,7 +154,7 @@ def test_members_page_refuses_non_admins_and_lets_an_admin_add_and_demote(signed
     members.add_member(identity="ed@example.com", role="editor", editor=BOSS)
     at = _members_page("ed@example.com")
     assert not at.exception
-    assert any("needs the admin role; you are a editor" in w.value for w in at.warning)
+    assert any("needs the admin role; you are an editor" in w.value for w in at.warning)
     assert not at.button and not at.get("form")
 
     at = _members_page(BOSS)

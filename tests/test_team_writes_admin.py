@@ -297,7 +297,7 @@ def test_prompts_page_lets_an_editor_save_a_draft_and_says_why_activate_is_off()
     at.selectbox(key="prompt_template").select("variation_prompt").run()
     make_active = at.checkbox(key="make_active_variation_prompt")
     assert make_active.disabled and make_active.value is False
-    assert "Activating a prompt version needs the admin role; you are a editor" in make_active.help
+    assert "Activating a prompt version needs the admin role; you are an editor" in make_active.help
     at.text_area(key="draft_variation_prompt").input(BODY).run()
     at = _click(at, "Save as new version")
     assert not at.exception and any("as a draft version" in s.value for s in at.success)
@@ -313,7 +313,7 @@ def test_styles_and_tags_show_non_admins_why_they_cannot_change_them():
     styles.create_style(data=styles.StyleInput(name="Ink"), editor=ADMIN)
     at = _page("pages/styles.py", editor=EDITOR)
     assert not at.exception
-    assert any("Editing a style needs the admin role; you are a editor" in c.value for c in at.caption)
+    assert any("Editing a style needs the admin role; you are an editor" in c.value for c in at.caption)
     at = _page("pages/embeddings.py", editor=EDITOR)
 
     starter = at.button(key="starter_tags")
