@@ -15,11 +15,18 @@ from pages._reviewers import reviewers_view
 editor = sidebar()
 st.title("🔍 Review")
 show_flashes()
+# a slot dialog stays open only within the run that opened it (and its own reruns): any full run closes it,
+# unless the grid's watcher asked to reopen it because its slot's newest attempt changed
+st.session_state.pop("rv_dialog_open", None)
+reopen = st.session_state.pop("rv_reopen", None)
 
 SLOTS = shot_list()
 STATUS_ICON = {"pending": "⏳", "generating": "🔄", "completed": "", "failed": "❌", "cancelled": "⛔"}
 REVIEW_BADGE = {"approved": "✅", "rejected": "👎", "unreviewed": "🔎", "disputed": "⚖️"}  # ten cells fit at 1024 px
 ELLIPSIS = "overflow:hidden;text-overflow:ellipsis;white-space:nowrap;"
+ACTIVE = ("pending", "generating")
+GRID_LIVE_S = 2  # while a cell on the page is generating
+GRID_IDLE_S = 15  # otherwise: notices runs other editors start, without loading the database
 
 style_list = styles.list_styles()
 style_names = {s.id: s.name for s in style_list}
@@ -97,8 +104,10 @@ if prepared is not None:
                        file_name="approved-variations.zip", mime="application/zip", key="dl_export")
 
 
-@st.dialog("Slot review", width="large")
+@st.dialog("Slot review", width="large", on_dismiss="rerun")
 def slot_dialog(character_id: int, name: str, slot_key: str) -> None:
+    """Attempts beside the references. While the newest attempt is generating, the grid's watcher keeps an
+    eye on it and reopens the dialog with the image once it lands (or fails)."""
     tries = review.attempts(character_id=character_id, slot_key=slot_key)
     st.subheader(f"{md(name)} · {slot_key}")
     refs = references.list_references(character_id=character_id)
@@ -124,6 +133,44 @@ def slot_dialog(character_id: int, name: str, slot_key: str) -> None:
     with st.expander("Prompt of the latest attempt"):
         st.code(latest.rendered_prompt or "(not built yet)", language=None, wrap_lines=True)
     decision_form(latest, who=editor, key_prefix="dlg")
+    live = latest.status in ACTIVE
+    if live:
+        st.caption(f"⏳ Attempt {latest.attempt} is {latest.status}: this view refreshes by itself.")
+    st.session_state["rv_dialog_open"] = {"args": (character_id, name, slot_key),
+                                          "latest": (latest.id, latest.status) if live else None}
+
+
+def _fingerprint(page: review.CoveragePage) -> tuple:
+    return tuple((row.character_id, key, c.variation_id, c.status, c.review_status)
+                 for row in page.rows for key, c in sorted(row.cells.items()))
+
+
+def _watch_grid(page: review.CoveragePage) -> None:
+    """Redraw the grid when a cell on it changes (a regenerated slot finishes, a run starts or another reviewer
+    decides): a small fragment re-reads the page's cells on a timer and asks for a full rerun only on a change.
+    It stands still while a slot dialog is open (a full rerun would close it; the dialog refreshes itself)."""
+    st.session_state["rv_grid_fp"] = _fingerprint(page)
+    st.session_state["rv_watch_skip"] = True  # the call during this run only arms the timer
+    live = any(c.status in ACTIVE for row in page.rows for c in row.cells.values())
+
+    @st.fragment(run_every=GRID_LIVE_S if live else GRID_IDLE_S)
+    def watch() -> None:
+        if st.session_state.pop("rv_watch_skip", False):
+            return
+        dialog = st.session_state.get("rv_dialog_open")
+        if dialog:  # only the open dialog's slot: a full rerun for anything else would close the dialog
+            if dialog["latest"] is not None:
+                character_id, _, slot_key = dialog["args"]
+                tries = review.attempts(character_id=character_id, slot_key=slot_key)
+                if tries and (tries[0].id, tries[0].status) != dialog["latest"]:
+                    st.session_state["rv_reopen"] = dialog["args"]
+                    st.rerun()
+            return
+        now = review.coverage_page(filters=filters, page=st.session_state.get("rv_page_keep", 1))
+        if _fingerprint(now) != st.session_state.get("rv_grid_fp"):
+            st.rerun()
+
+    watch()
 
 
 def grid_view() -> None:
@@ -172,6 +219,9 @@ def grid_view() -> None:
             if col.button(label or "open", key=f"cell_{cell.variation_id}", type="tertiary", help=md(f"{row.name} · {slot.label}: "
                           f"{cell.status}, {cell.review_status}" + (f" ({cell.error})" if cell.error else ""))):
                 slot_dialog(row.character_id, row.name, slot.key)
+    if reopen:
+        slot_dialog(*reopen)
+    _watch_grid(page)
 
 
 if view != "queue":

@@ -82,3 +82,28 @@ def test_review_at_a_thousand_characters_renders_one_page_at_a_time():
         box.press("Enter")
         page.get_by_text("Bench character 00026", exact=True).wait_for()
         assert page.get_by_text("Bench character 00001", exact=True).count() == 0
+
+
+def test_the_grid_and_an_open_slot_dialog_follow_a_run_until_its_images_land(editor):
+    from core import characters, generation
+    from core.characters import CharacterInput
+    from tests.browser import worker_process
+
+    ch = characters.create_character(data=CharacterInput(name="Live Lina", traits=["runner"]), editor=editor)
+    run = generation.request_run(character_id=ch.id, requested_by=editor).run_id
+    with streamlit_server() as url, browser_page() as page:
+        page.goto(f"{url}/review")
+        _set_editor(page)
+        expect(page.get_by_role("button", name="⏳", exact=True)).to_have_count(10)  # queued: no worker yet
+        page.get_by_role("button", name="⏳", exact=True).first.click()  # a dialog on a slot still to come
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("this view refreshes by itself").wait_for()
+        with worker_process({"OFFLINE_LATENCY_S": "2"}):
+            # nobody touches the page: the dialog shows its image once it lands, then the grid fills in
+            dialog.get_by_text(re.compile(r"· completed · unreviewed")).wait_for(timeout=90_000)
+            expect(dialog.get_by_text("this view refreshes by itself")).to_have_count(0)
+            page.keyboard.press("Escape")  # close the dialog: the grid resumes following the run
+            expect(page.get_by_role("button", name="🔎", exact=True)).to_have_count(10, timeout=90_000)
+            expect(page.get_by_role("button", name="⏳", exact=True)).to_have_count(0)
+        assert generation.run_status(run_id=run).status == "completed"
+        page.screenshot(path=str(ARTIFACTS / "review-live-grid.png"), full_page=True)
