@@ -278,3 +278,15 @@ class ProjectionPoint(SQLModel, table=True):
     content_hash: str | None = None
     placed_by: str = "fit"
     cluster: int | None = None
+
+
+class ModelPrice(SQLModel, table=True):
+    """The team's price for one model (migration 0024); overrides the shipped default in pricing_table.json."""
+
+    __tablename__ = "model_price"
+
+    model: str = Field(sa_column=sa.Column(sa.String(120), primary_key=True))
+    rates: dict = Field(default_factory=dict, sa_column=sa.Column(postgresql.JSONB, nullable=False))
+    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"))

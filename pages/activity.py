@@ -7,11 +7,13 @@ import streamlit as st
 from core.ai import ai_calls
 from core.experiment_results import production_record
 from core.text import escape_markdown as md
-from pages._common import sidebar
+from pages._common import show_flashes, sidebar
+from pages._prices import prices_view
 from pages._reviewers import reviewer_metrics_view
 
-sidebar()
+who = sidebar()
 st.title("📈 Activity")
+show_flashes()
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
@@ -27,6 +29,7 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Calls", n_calls)
 m2.metric("Spend (USD)", f"${total_cost:.4f}")
 m3.metric("Failed or refused", failed)
+prices_view(who=who)
 
 if n_calls == 0:
     st.info("No AI calls in this period yet. Suggest a name on the Characters page or try a prompt on the Prompts page.")
