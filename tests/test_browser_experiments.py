@@ -16,6 +16,7 @@ pytestmark = [
 
 def _choose(page, label: str, option: str) -> None:
     box = page.locator("[data-testid='stMultiSelect']").filter(has_text=label)
+    box.wait_for(timeout=90_000)  # the first render can wait on a busy machine (the worker warms its models)
     for _ in range(3):  # a rerun (e.g. the one a text field's blur triggers) can redraw the open list
         box.click()
         try:
