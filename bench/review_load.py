@@ -25,7 +25,9 @@ from _setup import bench_database
 
 
 def _double_claims(intervals: dict[int, list[tuple[str, float, float]]]) -> int:
-    """Images held by two different reviewers over overlapping intervals."""
+    """Images held by two different reviewers over overlapping intervals. Each interval runs from the claim's
+    return to the start of the decision, when the reviewer certainly holds the image (the decision's commit
+    hands it on: under double review the next reviewer may claim it before the first one's call returns)."""
     bad = 0
     for spans in intervals.values():
         spans = sorted(spans, key=lambda x: x[1])
@@ -77,13 +79,14 @@ def main() -> None:
                 if not batch:
                     return
                 for item in batch:
+                    held_until = time.perf_counter()  # certainly still held: the decision has not started
                     if rnd.random() < 0.8:
                         review.decide(variation_id=item.variation_id, decision="approved", reviewer=who)
                     else:
                         review.decide(variation_id=item.variation_id, decision="rejected", reviewer=who,
                                       reason_codes=[rnd.choice(["anatomy", "artifact", "wrong_outfit"])])
                     with lock:
-                        intervals.setdefault(item.variation_id, []).append((who, got, time.perf_counter()))
+                        intervals.setdefault(item.variation_id, []).append((who, got, held_until))
                         decided[0] += 1
         except BaseException as err:  # reported below: a failed reviewer must fail the bench
             errors.append(err)
