@@ -19,7 +19,7 @@ from _setup import ROOT, bench_database
 TIMEOUT_S = 120
 PAGES = ["pages/home.py", "pages/characters.py", "pages/styles.py", "pages/review.py", "pages/search.py",
          "pages/embeddings.py", "pages/map.py", "pages/prompts.py", "pages/activity.py", "pages/duplicates.py",
-         "pages/experiments.py"]
+         "pages/experiments.py", "pages/audit.py", "pages/members.py"]
 
 
 def _render(page: str, params: dict[str, str]) -> tuple[float, float, list[str]]:

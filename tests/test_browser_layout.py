@@ -12,7 +12,8 @@ WIDTHS = (1024, 1440)
 # (url path, a file-name slug); the character detail is the busiest screen
 PAGES = [("", "overview"), ("characters", "characters"), ("characters?character={cid}", "character-variations"),
          ("styles", "styles"), ("review", "review"), ("search", "search"), ("embeddings", "embeddings"),
-         ("map", "map"), ("prompts", "prompts"), ("activity", "activity")]
+         ("map", "map"), ("prompts", "prompts"), ("activity", "activity"), ("duplicates", "duplicates"),
+         ("experiments", "experiments"), ("audit", "audit"), ("members", "members")]
 
 # Elements whose right edge passes the viewport, unless a scrolling/clipping ancestor keeps them inside it
 # (dataframes scroll inside their frame: that is fine). Buttons whose label does not fit are cut.
