@@ -73,7 +73,7 @@ def _link(row: audit_view.Row, where) -> None:
 
 for row in page.rows:
     with st.container(border=True):
-        head, link = st.columns([5, 1], vertical_alignment="center")
+        head, link = st.columns([3, 1.3], vertical_alignment="center")
         head.markdown(f"**{md(row.action)}** · {md(row.entity_text)}  \n"
                       f"{row.when} · {md(row.actor)}" + (f" ({md(row.role)})" if row.role else ""))
         _link(row, link)

@@ -4,6 +4,7 @@ import streamlit as st
 from core import characters
 from core.vectors import duplicates
 from core.team.access import refusal
+from core.text import escape_markdown as md
 from core.vectors.embedding_spaces import SPACE_LABELS, image_space
 from pages._common import flash, media_path, report, show_flashes, sidebar
 
@@ -60,8 +61,11 @@ for n, pair in enumerate(pairs):
             act.caption("same run")
         for side, other, col_label in ((pair.b, pair.a, "right"), (pair.a, pair.b, "left")):
             if side.subject_type == "variation":
-                if act.button(f"Reject {col_label} ({side.label})", key=f"dup_rej_{col_label}_{key}",
-                              disabled=bool(reject_refused), help=reject_refused):
+                # a short label fits the narrow action column at 1024 px; the help names the image
+                if act.button(f"Reject {col_label}", key=f"dup_rej_{col_label}_{key}",
+                              disabled=bool(reject_refused),
+                              help=reject_refused or f"Reject {md(side.name)} · {side.label} (the {col_label} image) "
+                                                     "as a near-duplicate of the other."):
                     try:
                         n_rejected = duplicates.reject_duplicate(variation_id=side.subject_id,
                                                                  of=(other.subject_type, other.subject_id),
