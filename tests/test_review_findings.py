@@ -1,0 +1,138 @@
+"""Review-y findings: double review, adjudication, undo, agreement edge cases, sign-in claims (real Postgres)."""
+from __future__ import annotations
+
+import pytest
+
+from bench._fill import fill_cast
+from core import review, review_agreement, review_metrics
+from core.errors import ConflictError
+from core.team import signin
+from db.engine import session_scope
+from db.models_team import Member, ReviewVote
+
+A, R = "approved", "rejected"
+
+
+@pytest.fixture
+def k2(tmp_path, settings_override):
+    settings_override(streamlit_secrets_file=tmp_path / "absent.toml", review_votes_required=2)
+    fill_cast(characters=1, styles=1, reviewed_every=10**6)
+    with session_scope() as s:
+        s.add(Member(identity="ed@example.com", role="editor"))
+        s.add(Member(identity="eve@example.com", role="editor"))
+    return review.queue()
+
+
+def _dispute(vid: int) -> None:
+    review.decide(variation_id=vid, decision=A, reviewer="ann")
+    review.decide(variation_id=vid, decision=R, reviewer="bob", reason_codes=["anatomy"])
+    assert review.get_variation(variation_id=vid).review_status == "disputed"
+
+
+def test_a_second_adjudication_of_an_image_no_longer_disputed_is_refused(k2):
+    """Two editors have the same disputed image on their Adjudicate view; the second click must not silently
+    overturn the first editor's settlement (nor add a second adjudication vote)."""
+    vid = k2[0]
+    _dispute(vid)
+    review.adjudicate(variation_id=vid, decision=A, editor="ed@example.com")
+    with pytest.raises(ConflictError, match="not disputed"):
+        review.adjudicate(variation_id=vid, decision=R, editor="eve@example.com", reason_codes=["anatomy"])
+    v = review.get_variation(variation_id=vid)
+    assert (v.review_status, v.reviewed_by) == (A, "ed@example.com")
+    with session_scope() as s:
+        assert s.query(ReviewVote).filter(ReviewVote.variation_id == vid, ReviewVote.adjudication).count() == 1
+
+
+def test_adjudication_cannot_settle_an_image_still_waiting_for_votes(k2):
+    """An unreviewed image with one vote, held in bob's queue: an adjudication would bypass both the second
+    independent vote and bob's claim."""
+    vid = k2[0]
+    review.decide(variation_id=vid, decision=A, reviewer="ann")
+    assert vid in [i.variation_id for i in review.claim_next(reviewer="bob", n=10)]
+    with pytest.raises(ConflictError, match="not disputed"):
+        review.adjudicate(variation_id=vid, decision=R, editor="ed@example.com", reason_codes=["anatomy"])
+    assert review.get_variation(variation_id=vid).review_status == "unreviewed"
+
+
+def test_undo_after_the_other_reviewer_settled_it_is_refused_and_keeps_both_votes(k2):
+    vid = k2[0]
+    first = review.decide(variation_id=vid, decision=A, reviewer="ann")
+    review.decide(variation_id=vid, decision=A, reviewer="bob")
+    with pytest.raises(ConflictError, match="reviewed again since"):
+        review.undo(decision=first)
+    with session_scope() as s:
+        assert s.query(ReviewVote).filter(ReviewVote.variation_id == vid).count() == 2
+    assert review.get_variation(variation_id=vid).review_status == A
+
+
+def test_undo_and_redo_never_gives_one_reviewer_two_votes(k2):
+    vid = k2[0]
+    d = review.decide(variation_id=vid, decision=A, reviewer="ann")
+    review.undo(decision=d)
+    review.decide(variation_id=vid, decision=R, reviewer="ann", reason_codes=["anatomy"])
+    assert review.bulk_approve(variation_ids=[vid], reviewer="ann") == 1  # replaces her vote, not a second one
+    v = review.get_variation(variation_id=vid)
+    assert v.review_status == "unreviewed"
+    with session_scope() as s:
+        assert s.query(ReviewVote).filter(ReviewVote.variation_id == vid).count() == 1
+
+
+def test_a_vote_leaves_nothing_on_the_image_the_slot_dialog_shows(k2):
+    vid = k2[0]
+    v0 = review.get_variation(variation_id=vid)
+    review.decide(variation_id=vid, decision=R, reviewer="ann", reason_codes=["anatomy"], note="six fingers")
+    tries = review.attempts(character_id=v0.character_id, slot_key=v0.slot_key)
+    latest = tries[0]
+    assert (latest.review_status, latest.reason_codes, latest.review_note, latest.reviewed_by) == (
+        "unreviewed", [], "", None)
+    assert review.review_counts(filters=review.ReviewFilter()).get("disputed", 0) == 0
+
+
+def test_kappa_is_undefined_not_a_crash_for_one_label_or_no_overlap():
+    assert review_agreement.cohen_kappa([(A, A)] * 5) is None
+    assert review_agreement.cohen_kappa([]) is None
+    assert review_agreement.percent_agreement([]) is None
+    (g,) = review_agreement.pair_agreement([review_agreement.VotePair(1, "a", "b", A, A, (), ())])
+    assert (g.percent, g.kappa) == (1.0, None)
+    # a code both raters gave on every shared item: binary labels all (True, True)
+    (c,) = review_agreement.code_agreement([review_agreement.VotePair(1, "a", "b", R, R, ("anatomy",), ("anatomy",))])
+    assert (c.percent, c.kappa) == (1.0, None)
+    assert review_agreement.cohen_kappa([(A, R), (R, A)]) == pytest.approx(-1.0)
+
+
+def test_agreement_and_metrics_without_any_overlap(k2):
+    review.decide(variation_id=k2[0], decision=A, reviewer="ann")
+    review.decide(variation_id=k2[1], decision=A, reviewer="bob")
+    assert review_agreement.agreement() == ([], [])
+    from datetime import date, timedelta, timezone, datetime
+
+    today = datetime.now(timezone.utc).date()
+    rows = review_metrics.per_reviewer_day(since=today - timedelta(days=3), until=today + timedelta(days=1))
+    assert sorted((r.reviewer, r.reviewed) for r in rows) == [("ann", 1), ("bob", 1)]
+    assert review_metrics.per_reviewer_day(since=today + timedelta(days=1), until=today + timedelta(days=2)) == []
+
+
+@pytest.mark.parametrize("claims, identity, name", [
+    ({"email": "  Ann.Smith@Example.COM ", "email_verified": True}, "ann.smith@example.com", "ann.smith"),
+    ({"email": "bob@example.com", "name": "  \u202e  ", "given_name": "Bob"}, "bob@example.com", "Bob"),
+])
+def test_sign_in_claims_are_normalised(claims, identity, name):
+    p = signin.person_from_claims(claims)
+    assert (p.identity, p.display_name) == (identity, name)
+
+
+@pytest.mark.parametrize("flag", [False, "false", " FALSE ", "False"])
+def test_unverified_email_is_refused_whatever_its_spelling(flag):
+    with pytest.raises(signin.SignInRefused, match="not verified"):
+        signin.person_from_claims({"email": "x@example.com", "email_verified": flag})
+
+
+def test_a_settled_image_refusal_does_not_point_to_the_adjudicate_view(k2):
+    """The Adjudicate view lists only disputed images (and adjudicate refuses others): the refusal of a vote on
+    an agreed image must not send the reviewer there."""
+    vid = k2[0]
+    review.decide(variation_id=vid, decision=A, reviewer="ann")
+    review.decide(variation_id=vid, decision=A, reviewer="bob")
+    with pytest.raises(ConflictError, match="already approved by double review") as err:
+        review.decide(variation_id=vid, decision=R, reviewer="carl", reason_codes=["anatomy"])
+    assert "Adjudicate" not in str(err.value)
