@@ -136,3 +136,97 @@ def test_a_settled_image_refusal_does_not_point_to_the_adjudicate_view(k2):
     with pytest.raises(ConflictError, match="already approved by double review") as err:
         review.decide(variation_id=vid, decision=R, reviewer="carl", reason_codes=["anatomy"])
     assert "Adjudicate" not in str(err.value)
+
+
+@pytest.fixture
+def k1(tmp_path, settings_override):
+    settings_override(streamlit_secrets_file=tmp_path / "absent.toml")
+    fill_cast(characters=1, styles=1, reviewed_every=10**6)
+    return review.queue()
+
+
+def _expire(who: str) -> None:
+    import sqlalchemy as sa
+    from db.models_team import ReviewClaim
+
+    with session_scope() as s:
+        s.execute(sa.update(ReviewClaim).where(ReviewClaim.reviewer == who)
+                  .values(expires_at=sa.func.now() - sa.text("interval '1 second'")))
+
+
+def test_expired_claim_taken_over_while_the_first_reviewer_is_mid_decision(k1):
+    mine = [i.variation_id for i in review.claim_next(reviewer="ann", n=2)]
+    _expire("ann")
+    theirs = [i.variation_id for i in review.claim_next(reviewer="bob", n=2)]
+    assert theirs == mine  # bob took the expired claims over
+    with pytest.raises(ConflictError, match="bob's review queue"):
+        review.decide(variation_id=mine[0], decision=A, reviewer="ann")
+    assert review.bulk_approve(variation_ids=mine, reviewer="ann") == 0
+    assert review.claim_next(reviewer="ann", n=2) and review.held_by(variation_ids=mine) == {i: "bob" for i in mine}
+    review.decide(variation_id=mine[0], decision=A, reviewer="bob")
+
+
+def test_a_reviewer_demoted_to_viewer_can_still_give_their_claims_back(k1):
+    """Leaving the queue releases the held images; a reviewer demoted meanwhile got a refusal instead (shown on
+    whatever page they went to) and their images stayed locked for everyone until the claims expired."""
+    with session_scope() as s:
+        s.add(Member(identity="ann@example.com", role="reviewer"))
+    held = [i.variation_id for i in review.claim_next(reviewer="ann@example.com", n=3)]
+    from core.team import members
+
+    with session_scope() as s:
+        s.add(Member(identity="adm@example.com", role="admin"))
+    members.set_role(identity="ann@example.com", role="viewer", editor="adm@example.com")
+    assert review.release(reviewer="ann@example.com") == 3
+    assert review.held_by(variation_ids=held) == {}
+    assert review.release(reviewer="ann@example.com") == 0
+
+
+def test_metrics_days_are_utc_days_whatever_the_offset_of_the_vote_time(k1):
+    from datetime import date, datetime, timedelta, timezone
+
+    import sqlalchemy as sa
+
+    for vid, who in zip(k1[:3], ("ann", "ann", "ann")):
+        review.decide(variation_id=vid, decision=A, reviewer=who)
+    plus5 = timezone(timedelta(hours=5))
+    times = [datetime(2026, 1, 1, 23, 59, 59, tzinfo=timezone.utc), datetime(2026, 1, 2, 0, 0, tzinfo=timezone.utc),
+             datetime(2026, 1, 2, 4, 0, tzinfo=plus5)]  # the last is 2026-01-01 23:00 UTC
+    with session_scope() as s:
+        for vid, t in zip(k1[:3], times):
+            s.execute(sa.update(ReviewVote).where(ReviewVote.variation_id == vid).values(decided_at=t))
+    rows = review_metrics.per_reviewer_day(since=date(2026, 1, 1), until=date(2026, 1, 2))
+    assert [(r.day, r.reviewed) for r in rows] == [(date(2026, 1, 2), 1), (date(2026, 1, 1), 2)]
+    assert [r.day for r in review_metrics.per_reviewer_day(since=date(2026, 1, 2), until=date(2026, 1, 2))] == [
+        date(2026, 1, 2)]
+
+
+
+def test_a_reviewer_demoted_mid_queue_gives_the_queue_back_on_leaving_it(k1):
+    """Leaving the queue view released nothing and showed a refusal (release needed the reviewer role), so the
+    images stayed locked for everyone until the claims expired."""
+    from core.team import members
+    from tests.test_pages import _page
+
+    with session_scope() as s:
+        s.add(Member(identity="ann", role="reviewer"))
+        s.add(Member(identity="adm", role="admin"))
+    at = _page("pages/review.py", editor="ann")
+    at.segmented_control(key="rv_view").set_value("queue").run()
+    assert not at.exception and set(review.held_by(variation_ids=k1).values()) == {"ann"}
+    members.set_role(identity="ann", role="viewer", editor="adm")
+    at.segmented_control(key="rv_view").set_value("grid").run()
+    assert not at.exception
+    assert not [e.value for e in at.error], [e.value for e in at.error]
+    assert review.held_by(variation_ids=k1) == {}
+
+
+def test_a_deactivated_reviewer_s_claims_can_be_released(k1):
+    from core.team import members
+
+    with session_scope() as s:
+        s.add(Member(identity="ann", role="reviewer"))
+        s.add(Member(identity="adm", role="admin"))
+    held = [i.variation_id for i in review.claim_next(reviewer="ann", n=4)]
+    members.deactivate(identity="ann", editor="adm")
+    assert review.release(reviewer="ann") == 4 and review.held_by(variation_ids=held) == {}
