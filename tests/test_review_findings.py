@@ -268,3 +268,20 @@ def test_same_local_reviewer_typed_in_two_casings_is_one_voter(tmp_path, setting
     v = review.get_variation(variation_id=vid)
     if v.review_status != "unreviewed":
         pytest.xfail(f"known, left: settled {v.review_status} by {v.reviewed_by!r} (one member, two votes)")
+
+
+def test_agreement_shows_no_pair_of_votes_on_an_image_still_open_for_votes(tmp_path, settings_override):
+    """k = 3: after two votes the image still waits for a third reviewer, who must not learn from the Reviewers
+    view that the first two agreed or disagreed (and on which reason)."""
+    settings_override(streamlit_secrets_file=tmp_path / "absent.toml", review_votes_required=3)
+    fill_cast(characters=1, styles=1, reviewed_every=10**6)
+    vid = review.queue()[0]
+    review.decide(variation_id=vid, decision=A, reviewer="ann")
+    review.decide(variation_id=vid, decision=R, reviewer="bob", reason_codes=["anatomy"])
+    assert review.get_variation(variation_id=vid).review_status == "unreviewed"
+    assert review_agreement.agreement() == ([], [])
+    review.decide(variation_id=vid, decision=R, reviewer="carl", reason_codes=["anatomy"])
+    assert review.get_variation(variation_id=vid).review_status == "disputed"
+    pairs, codes = review_agreement.agreement()
+    assert sorted(p.key for p in pairs) == ["ann & bob", "ann & carl", "bob & carl"]
+    assert [c.key for c in codes] == ["anatomy"]
