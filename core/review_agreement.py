@@ -2,8 +2,9 @@
 
 The functions at the top are pure (lists of label pairs in, numbers out) so they can be checked by
 hand; `agreement()` loads the pairs in SQL: every two reviewers' (non-adjudication) votes on the
-same image make one pair. Per reason code, each vote is a binary label (the code was given or not)
-and the pairs of all reviewer pairs are pooled, rater order fixed by name.
+same image make one pair, once the image is no longer open for votes (settled or disputed). Per
+reason code, each vote is a binary label (the code was given or not) and the pairs of all reviewer
+pairs are pooled, rater order fixed by name.
 
 Kappa = (p_o − p_e) / (1 − p_e), p_o the observed agreement, p_e the agreement expected by chance
 from each rater's label frequencies. When p_e = 1 (both raters used one and the same label on every
@@ -83,10 +84,14 @@ def code_agreement(pairs: Sequence[VotePair], codes: Sequence[str] | None = None
 
 
 def vote_pairs(*, since: datetime | None = None, until: datetime | None = None) -> list[VotePair]:
-    """Every two reviewers' votes on the same image (adjudications left out), optionally by decision time."""
+    """Every two reviewers' votes on the same image (adjudications left out), optionally by decision time.
+
+    Only images no longer open for votes: with k > 2 a pair on an image still waiting for its k-th vote would
+    tell the next reviewer (on the Reviewers view) whether the first ones agreed, and on which reasons."""
     sql = ("select a.variation_id, a.reviewer, b.reviewer, a.decision, b.decision, a.reason_codes, b.reason_codes "
            "from review_vote a join review_vote b on b.variation_id = a.variation_id and a.reviewer < b.reviewer "
-           "and not b.adjudication where not a.adjudication "
+           "and not b.adjudication join variation v on v.id = a.variation_id "
+           "where not a.adjudication and v.review_status <> 'unreviewed' "
            "and (cast(:since as timestamptz) is null or greatest(a.decided_at, b.decided_at) >= :since) "
            "and (cast(:until as timestamptz) is null or greatest(a.decided_at, b.decided_at) < :until) "
            "order by a.variation_id, a.reviewer, b.reviewer")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 from core import review_votes as votes
 from core.errors import ValidationError
 from core.settings import get_settings
-from core.team.access import authorize
+from core.team.access import authorize, role_of
 from core.team.audit import actor_label, record
 from db.engine import session_scope
 from db.models import Character, Variation
@@ -136,10 +136,14 @@ def claim_next(*, reviewer: str, filters=None, order: str = "grid", off_model_on
 
 
 def release(*, reviewer: str, variation_ids: list[int] | None = None) -> int:
-    """Give back the reviewer's claims (all, or the given images) so others can take them; returns how many."""
+    """Give back the reviewer's claims (all, or the given images) so others can take them; returns how many.
+
+    Not authorized like taking images: giving your own claims back only frees images for the others, and a
+    reviewer demoted (or deactivated) while holding a queue must still be able to, or the images stay locked
+    for everyone until the claims expire (and leaving the queue showed them a refusal)."""
     who = actor_label(reviewer)
     with session_scope() as s:
-        role = authorize(s, who=reviewer, action="review.claim")
+        role = role_of(s, who=reviewer)
         q = sa.delete(ReviewClaim).where(ReviewClaim.reviewer == who)
         if variation_ids is not None:
             q = q.where(ReviewClaim.variation_id.in_([int(i) for i in variation_ids]))

@@ -146,8 +146,9 @@ def review(*, variation_id: int, decision: str, reviewer: str, reason_codes: lis
 
 def adjudicate(*, variation_id: int, decision: str, editor: str, reason_codes: list[str] | None = None,
                note: str = "") -> Decision:
-    """Settle an image (typically a 'disputed' one) with an adjudication vote: editor role. The reviewers'
-    votes stay as they were (agreement is measured on them); the image takes the adjudicator's decision."""
+    """Settle a 'disputed' image with an adjudication vote: editor role. The reviewers' votes stay as they were
+    (agreement is measured on them); the image takes the adjudicator's decision. Refused (ConflictError) for an
+    image that is not disputed (now): settled by another editor meanwhile, or still waiting for votes."""
     if decision not in ("approved", "rejected"):
         raise ValidationError(f"An adjudication approves or rejects (not '{decision}').")
     codes = _checked_decision(decision, reason_codes, note)
@@ -155,6 +156,11 @@ def adjudicate(*, variation_id: int, decision: str, editor: str, reason_codes: l
         role = authorize(s, who=editor, action="review.adjudicate")
         v = _locked(s, variation_id)
         label = _label(s, v)
+        if v.review_status != "disputed":  # another editor settled it since the page was drawn, or it still
+            # waits for the reviewers' votes (perhaps in someone's queue): an adjudication would overturn or
+            # pre-empt them silently
+            raise ConflictError(f"{label} is not disputed (it is {v.review_status}"
+                                + (f" by {v.reviewed_by}" if v.reviewed_by else "") + "); nothing was settled.")
         previous, before = _previous(v), snapshot(v, votes.REVIEW_FIELDS)
         vote = votes.ReviewVote(variation_id=v.id, reviewer=votes.actor_label(editor), decision=decision,
                                 reason_codes=codes if decision == "rejected" else [], note=note.strip(),

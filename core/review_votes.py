@@ -221,5 +221,6 @@ def renew(s: Session, *, reviewer: str) -> list[int]:
 def check_open_for_votes(v: Variation, *, label: str) -> None:
     """With double review, an image already settled (or disputed) takes no more reviewer votes."""
     if votes_required() > 1 and v.review_status != "unreviewed":
-        raise ConflictError(f"{label} is already {v.review_status} by double review; an editor can change it in "
-                            "the Adjudicate queue.")
+        then = ("an editor settles it in the Adjudicate view" if v.review_status == "disputed" else
+                "regenerate the slot for a new attempt to review")
+        raise ConflictError(f"{label} is already {v.review_status} by double review; {then}.")

@@ -21,8 +21,8 @@ def reviewers_view() -> None:
                "agreement chance alone would give (1 = perfect, 0 = chance, — = undefined: one label only).")
     days = st.selectbox("Period", [7, 30, 365, None], index=1, key="rv_agree_days",
                         format_func=lambda d: "All time" if d is None else f"Last {d} days")
-    since = None if days is None else datetime.combine(date.today() - timedelta(days=days), time.min,
-                                                       tzinfo=timezone.utc)
+    since = None if days is None else datetime.combine(datetime.now(timezone.utc).date() - timedelta(days=days),
+                                                       time.min, tzinfo=timezone.utc)
     pairs, codes = review_agreement.agreement(since=since)
     fmt = {"agreement": st.column_config.NumberColumn(format="percent"),
            "Cohen's kappa": st.column_config.NumberColumn(format="%.3f")}
@@ -44,7 +44,7 @@ def reviewer_metrics_view(*, since: date | None, until: date | None) -> None:
     from core import review_metrics
 
     st.subheader("Reviewers")
-    until = until or date.today()
+    until = until or datetime.now(timezone.utc).date()  # the rows are UTC days, whatever the server's zone
     since = since or until - timedelta(days=30)
     rows = review_metrics.per_reviewer_day(since=since, until=until)
     if not rows:
