@@ -42,6 +42,8 @@ def main() -> None:
     else:
         screen = None
     if screen is not None:  # every address shows the same screen: nothing of the workbench before sign-in
+        if person.identity:  # shut out (deactivated, no role): what they held goes back to the others now
+            release_claims(person.identity)
         gate = [st.Page(screen, title=p.title, url_path=p.path.removeprefix("pages/").removesuffix(".py"),
                         default=p.default) for p in PAGES]
         st.navigation(gate, position="hidden").run()
