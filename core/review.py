@@ -66,8 +66,12 @@ class ReviewFilter:
     def __post_init__(self) -> None:
         if self.review_state is not None and self.review_state not in REVIEW_STATES:
             raise ValidationError(f"Unknown review state '{self.review_state}'; use one of {', '.join(REVIEW_STATES)}.")
+        if not isinstance(self.search, str):
+            raise ValidationError("The name filter must be text.")
         if len(self.search) > SEARCH_MAX:
             raise ValidationError(f"The name filter is {len(self.search)} characters; the limit is {SEARCH_MAX}.")
+        if "\x00" in self.search:  # Postgres cannot compare text holding a NUL byte: say so, don't crash
+            raise ValidationError("The name filter contains a NUL byte; remove it and try again.")
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def claim_next(*, reviewer: str, filters=None, order: str = "grid", off_model_on
     from core import review
 
     filters = filters or review.ReviewFilter()
-    if not 1 <= n <= CLAIM_MAX:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= CLAIM_MAX:
         raise ValidationError(f"Claim between 1 and {CLAIM_MAX} images at once (asked for {n}).")
     who = actor_label(reviewer)
     with session_scope() as s:
