@@ -155,6 +155,10 @@ def adjudicate(*, variation_id: int, decision: str, editor: str, reason_codes: l
         role = authorize(s, who=editor, action="review.adjudicate")
         v = _locked(s, variation_id)
         label = _label(s, v)
+        if v.review_status != "disputed":  # settled meanwhile by another editor, or never in dispute
+            by = f" by {v.reviewed_by}" if v.reviewed_by and v.review_status != "unreviewed" else ""
+            raise ConflictError(f"{label} is not disputed (it is {v.review_status}{by}); only a disagreement "
+                                "between reviewers is adjudicated. Reload the Adjudicate view.")
         previous, before = _previous(v), snapshot(v, votes.REVIEW_FIELDS)
         vote = votes.ReviewVote(variation_id=v.id, reviewer=votes.actor_label(editor), decision=decision,
                                 reason_codes=codes if decision == "rejected" else [], note=note.strip(),
