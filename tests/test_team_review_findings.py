@@ -237,3 +237,27 @@ def test_tagging_unknown_subjects_is_a_validation_error_and_writes_nothing(subje
 
 def test_errors_raised_here_are_workbench_errors():
     assert issubclass(ConflictError, WorkbenchError) and issubclass(PermissionDenied, WorkbenchError)
+
+
+@pytest.mark.parametrize("field,value", [("style_id", "abc"), ("run_id", "1; drop table x"), ("style_id", 2**40),
+                                         ("run_id", 1.5), ("search", 5)])
+def test_a_review_filter_with_a_non_id_is_a_validation_error(images, field, value):
+    mark = _last_id()
+    with pytest.raises(ValidationError):
+        review.claim_next(reviewer=REVIEWER, filters=review.ReviewFilter(**{field: value}))
+    assert _rows_since(mark) == []
+
+
+def test_an_identity_is_the_same_person_whatever_its_unicode_normalisation():
+    from unicodedata import normalize
+
+    from core.team.access import role_of
+
+    nfc, nfd = normalize("NFC", "josé@example.com"), normalize("NFD", "josé@example.com")
+    assert nfc != nfd
+    members.add_member(identity=nfc, role="editor", editor=ADMIN)
+    with session_scope() as s:
+        assert role_of(s, who=nfd) == "editor"  # what another provider or a typed name may send
+    members.deactivate(identity=nfd, editor=ADMIN)
+    with session_scope() as s:  # deactivation holds for either spelling (it used to fall back to DEFAULT_ROLE)
+        assert role_of(s, who=nfd) == role_of(s, who=nfc) == "none"
