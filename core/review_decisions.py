@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import review_votes as votes
-from core.errors import ConflictError, NotFoundError, ValidationError, require
+from core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError, require
 from core.generation import REASON_CODES
 from core.shots import slot_by_key
 from core.team.access import authorize
@@ -181,6 +181,9 @@ def undo(*, decision: Decision, who: str | None = None) -> Decision:
     who = who or decision.reviewer
     with session_scope() as s:
         role = authorize(s, who=who, action="review.adjudicate" if decision.adjudication else "review.undo")
+        if not decision.adjudication and votes.actor_label(who) != votes.actor_label(decision.reviewer):
+            raise PermissionDenied(f"Only {votes.actor_label(decision.reviewer)} can undo their own review decision; "
+                                   "decide on the image again instead.")
         v = require(s.get(Variation, decision.variation_id, with_for_update=True),
                     f"{decision.label} no longer exists; nothing to undo.")
         expected = decision.after or (decision.decision, decision.reviewer, decision.reviewed_at)

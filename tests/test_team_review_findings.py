@@ -261,3 +261,18 @@ def test_an_identity_is_the_same_person_whatever_its_unicode_normalisation():
     members.deactivate(identity=nfd, editor=ADMIN)
     with session_scope() as s:  # deactivation holds for either spelling (it used to fall back to DEFAULT_ROLE)
         assert role_of(s, who=nfd) == role_of(s, who=nfc) == "none"
+
+
+def test_a_reviewer_cannot_withdraw_another_reviewers_vote(images, settings_override):
+    settings_override(review_votes_required=2)
+    with session_scope() as s:
+        s.add(Member(identity="ann@example.com", role="reviewer"))
+        s.add(Member(identity="bob@example.com", role="reviewer"))
+    vid = images[0]
+    anns = review.decide(variation_id=vid, decision="approved", reviewer="ann@example.com")
+    mark = _last_id()
+    with pytest.raises(PermissionDenied, match="ann@example.com"):
+        review.undo(decision=anns, who="bob@example.com")  # bob would remove ann's vote from the count
+    assert _rows_since(mark) == []
+    review.decide(variation_id=vid, decision="rejected", reviewer="bob@example.com", reason_codes=["anatomy"])
+    assert review.get_variation(variation_id=vid).review_status == "disputed"
