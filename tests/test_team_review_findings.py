@@ -276,3 +276,23 @@ def test_a_reviewer_cannot_withdraw_another_reviewers_vote(images, settings_over
     assert _rows_since(mark) == []
     review.decide(variation_id=vid, decision="rejected", reviewer="bob@example.com", reason_codes=["anatomy"])
     assert review.get_variation(variation_id=vid).review_status == "disputed"
+
+
+def test_a_member_with_a_long_but_valid_e_mail_can_write_everywhere_their_name_is_stored(images):
+    from core import characters, styles
+    from core.characters import CharacterInput
+
+    long = "a" * 130 + "@example.com"  # members and sign-in accept up to 254 characters (RFC 5321)
+    members.add_member(identity=long, role="admin", editor=ADMIN)
+    style = styles.create_style(data=styles.StyleInput(name="Ink", description="lines"), editor=long)
+    ch = characters.create_character(data=CharacterInput(name="Zed", style_id=style.id), editor=long)
+    tags.create_tag(name="hero", editor=long, embed=False)
+    tags.apply_tag(subject_type="character", subject_ids=[ch.id], tag_name="hero", editor=long)
+    review.decide(variation_id=images[0], decision="approved", reviewer=long)
+    assert review.get_variation(variation_id=images[0]).reviewed_by == long
+    with session_scope() as s:
+        widths = dict(s.execute(sa.text(
+            "select table_name || '.' || column_name, character_maximum_length from information_schema.columns "
+            "where table_schema = 'public' and column_name <> 'placed_by' and (column_name like '%\\_by' or column_name in ('author', 'actor', "
+            "'reviewer', 'identity'))")).all())
+    assert {col: w for col, w in widths.items() if w is not None and w < 254} == {}
