@@ -296,3 +296,20 @@ def test_a_member_with_a_long_but_valid_e_mail_can_write_everywhere_their_name_i
             "where table_schema = 'public' and column_name <> 'placed_by' and (column_name like '%\\_by' or column_name in ('author', 'actor', "
             "'reviewer', 'identity'))")).all())
     assert {col: w for col, w in widths.items() if w is not None and w < 254} == {}
+
+
+@pytest.mark.parametrize("a,b", [(("banana", 1), ("variation", 2)), (("variation", "x"), ("variation", 2)),
+                                 (("variation", 2**40), ("variation", 2)), (None, ("variation", 2)),
+                                 (("variation", 999_999), ("variation", 2))])
+def test_keeping_a_pair_of_unknown_images_is_a_validation_error(images, a, b):
+    from core.vectors import duplicates
+
+    b = ("variation", images[1])
+    mark = _last_id()
+    with pytest.raises(ValidationError):
+        duplicates.keep_both(a=a, b=b, editor=REVIEWER)
+    assert _rows_since(mark) == []
+    with session_scope() as s:
+        assert s.execute(sa.text("select count(*) from duplicate_kept")).scalar_one() == 0
+    duplicates.keep_both(a=("variation", images[0]), b=b, editor=REVIEWER)
+    assert [r.action for r in _rows_since(mark)] == ["duplicate.keep"]
