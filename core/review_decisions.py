@@ -211,7 +211,11 @@ def _bulk(*, variation_ids: list[int], reviewer: str, decision: str, codes: list
     """Set-based (a map selection can hold thousands of images): one vote and one audit row per affected image,
     all in one transaction. Images held in someone else's queue, not completed, or (double review) already
     settled are left alone. Bulk decisions carry no per-image time."""
-    ids = sorted({int(i) for i in variation_ids})
+    try:
+        ids = sorted({int(i) for i in variation_ids})
+    except (TypeError, ValueError):
+        raise ValidationError("Images are given by their numeric ids.") from None
+    ids = [i for i in ids if 0 < i < 2**31]  # anything else is no image: left alone like a missing one
     with session_scope() as s:
         role = authorize(s, who=reviewer, action="review.bulk")
         if not ids:

@@ -313,3 +313,13 @@ def test_keeping_a_pair_of_unknown_images_is_a_validation_error(images, a, b):
         assert s.execute(sa.text("select count(*) from duplicate_kept")).scalar_one() == 0
     duplicates.keep_both(a=("variation", images[0]), b=b, editor=REVIEWER)
     assert [r.action for r in _rows_since(mark)] == ["duplicate.keep"]
+
+
+@pytest.mark.parametrize("ids", [["x"], [None], [2**40], [-1]])
+def test_bulk_review_of_non_ids_is_a_validation_error_or_nothing(images, ids):
+    mark = _last_id()
+    try:
+        assert review.bulk_approve(variation_ids=ids, reviewer=REVIEWER) == 0
+    except ValidationError:
+        pass
+    assert _rows_since(mark) == []
