@@ -138,11 +138,16 @@ def claim_next(*, reviewer: str, filters=None, order: str = "grid", off_model_on
 def release(*, reviewer: str, variation_ids: list[int] | None = None) -> int:
     """Give back the reviewer's claims (all, or the given images) so others can take them; returns how many."""
     who = actor_label(reviewer)
+    if variation_ids is not None:
+        try:
+            variation_ids = [i for i in {int(i) for i in variation_ids} if 0 < i < 2**31]
+        except (TypeError, ValueError):
+            raise ValidationError("Images are given by their numeric ids.") from None
     with session_scope() as s:
         role = authorize(s, who=reviewer, action="review.claim")
         q = sa.delete(ReviewClaim).where(ReviewClaim.reviewer == who)
         if variation_ids is not None:
-            q = q.where(ReviewClaim.variation_id.in_([int(i) for i in variation_ids]))
+            q = q.where(ReviewClaim.variation_id.in_(variation_ids))
         freed = sorted(s.execute(q.returning(ReviewClaim.variation_id)).scalars())
         if freed:
             record(s, who=reviewer, role=role, action="review.claim", entity="review_claim", entity_id=who,

@@ -323,3 +323,14 @@ def test_bulk_review_of_non_ids_is_a_validation_error_or_nothing(images, ids):
     except ValidationError:
         pass
     assert _rows_since(mark) == []
+
+
+@pytest.mark.parametrize("ids", [["x"], [None], [2**40]])
+def test_releasing_non_ids_is_a_validation_error_or_nothing(images, ids):
+    review.claim_next(reviewer=REVIEWER)
+    mark = _last_id()
+    try:
+        assert review.release(reviewer=REVIEWER, variation_ids=ids) == 0
+    except ValidationError:
+        pass
+    assert _rows_since(mark) == []
