@@ -334,3 +334,16 @@ def test_releasing_non_ids_is_a_validation_error_or_nothing(images, ids):
     except ValidationError:
         pass
     assert _rows_since(mark) == []
+
+
+def test_an_admin_email_setting_in_either_unicode_form_names_the_same_person(settings_override):
+    from unicodedata import normalize
+
+    from core.team.access import role_of
+
+    from core.settings import get_settings
+
+    settings_override(admin_emails=normalize("NFD", "rené@example.com"), local_role="viewer")
+    assert get_settings().admin_identities == {normalize("NFC", "rené@example.com")}
+    with session_scope() as s:
+        assert role_of(s, who=normalize("NFC", "rené@example.com")) == "admin"
