@@ -193,7 +193,7 @@ def main() -> None:
             new, new_lab = vectors(100, rng, centres)
             load(np.arange(n + 1, n + 101), new, new_lab, fresh=False)
             t0 = time.perf_counter()
-            projection.request_placement(projection_id=p.id)
+            projection.request_placement(projection_id=p.id, editor="bench")
             run_jobs()
             results["transform_s_100"] = time.perf_counter() - t0
             st = projection.staleness(projection_id=p.id)

@@ -66,8 +66,17 @@ class ReviewFilter:
     def __post_init__(self) -> None:
         if self.review_state is not None and self.review_state not in REVIEW_STATES:
             raise ValidationError(f"Unknown review state '{self.review_state}'; use one of {', '.join(REVIEW_STATES)}.")
+        for name in ("style_id", "run_id"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 < value < 2**31):
+                raise ValidationError(f"The {name.replace('_', ' ')} filter must be a row id (got {str(value)[:40]!r}).")
+        if not isinstance(self.search, str):
+            raise ValidationError("The name filter must be text.")
         if len(self.search) > SEARCH_MAX:
             raise ValidationError(f"The name filter is {len(self.search)} characters; the limit is {SEARCH_MAX}.")
+        if "\x00" in self.search:  # Postgres cannot compare text holding a NUL byte: say so, don't crash
+            raise ValidationError("The name filter contains a NUL byte; remove it and try again.")
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def claim_next(*, reviewer: str, filters=None, order: str = "grid", off_model_on
     from core import review
 
     filters = filters or review.ReviewFilter()
-    if not 1 <= n <= CLAIM_MAX:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= CLAIM_MAX:
         raise ValidationError(f"Claim between 1 and {CLAIM_MAX} images at once (asked for {n}).")
     who = actor_label(reviewer)
     with session_scope() as s:
@@ -142,11 +142,16 @@ def release(*, reviewer: str, variation_ids: list[int] | None = None) -> int:
     reviewer demoted (or deactivated) while holding a queue must still be able to, or the images stay locked
     for everyone until the claims expire (and leaving the queue showed them a refusal)."""
     who = actor_label(reviewer)
+    if variation_ids is not None:
+        try:
+            variation_ids = [i for i in {int(i) for i in variation_ids} if 0 < i < 2**31]
+        except (TypeError, ValueError):
+            raise ValidationError("Images are given by their numeric ids.") from None
     with session_scope() as s:
         role = role_of(s, who=reviewer)
         q = sa.delete(ReviewClaim).where(ReviewClaim.reviewer == who)
         if variation_ids is not None:
-            q = q.where(ReviewClaim.variation_id.in_([int(i) for i in variation_ids]))
+            q = q.where(ReviewClaim.variation_id.in_(variation_ids))
         freed = sorted(s.execute(q.returning(ReviewClaim.variation_id)).scalars())
         if freed:
             record(s, who=reviewer, role=role, action="review.claim", entity="review_claim", entity_id=who,

@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from core import review_votes as votes
-from core.errors import ConflictError, NotFoundError, ValidationError, require
+from core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError, require
 from core.generation import REASON_CODES
 from core.shots import slot_by_key
 from core.team.access import authorize
@@ -156,11 +156,10 @@ def adjudicate(*, variation_id: int, decision: str, editor: str, reason_codes: l
         role = authorize(s, who=editor, action="review.adjudicate")
         v = _locked(s, variation_id)
         label = _label(s, v)
-        if v.review_status != "disputed":  # another editor settled it since the page was drawn, or it still
-            # waits for the reviewers' votes (perhaps in someone's queue): an adjudication would overturn or
-            # pre-empt them silently
-            raise ConflictError(f"{label} is not disputed (it is {v.review_status}"
-                                + (f" by {v.reviewed_by}" if v.reviewed_by else "") + "); nothing was settled.")
+        if v.review_status != "disputed":  # settled meanwhile by another editor, or never in dispute
+            by = f" by {v.reviewed_by}" if v.reviewed_by and v.review_status != "unreviewed" else ""
+            raise ConflictError(f"{label} is not disputed (it is {v.review_status}{by}); only a disagreement "
+                                "between reviewers is adjudicated. Reload the Adjudicate view.")
         previous, before = _previous(v), snapshot(v, votes.REVIEW_FIELDS)
         vote = votes.ReviewVote(variation_id=v.id, reviewer=votes.actor_label(editor), decision=decision,
                                 reason_codes=codes if decision == "rejected" else [], note=note.strip(),
@@ -183,6 +182,9 @@ def undo(*, decision: Decision, who: str | None = None) -> Decision:
     who = who or decision.reviewer
     with session_scope() as s:
         role = authorize(s, who=who, action="review.adjudicate" if decision.adjudication else "review.undo")
+        if not decision.adjudication and votes.actor_label(who) != votes.actor_label(decision.reviewer):
+            raise PermissionDenied(f"Only {votes.actor_label(decision.reviewer)} can undo their own review decision; "
+                                   "decide on the image again instead.")
         v = require(s.get(Variation, decision.variation_id, with_for_update=True),
                     f"{decision.label} no longer exists; nothing to undo.")
         expected = decision.after or (decision.decision, decision.reviewer, decision.reviewed_at)
@@ -210,7 +212,11 @@ def _bulk(*, variation_ids: list[int], reviewer: str, decision: str, codes: list
     """Set-based (a map selection can hold thousands of images): one vote and one audit row per affected image,
     all in one transaction. Images held in someone else's queue, not completed, or (double review) already
     settled are left alone. Bulk decisions carry no per-image time."""
-    ids = sorted({int(i) for i in variation_ids})
+    try:
+        ids = sorted({int(i) for i in variation_ids})
+    except (TypeError, ValueError):
+        raise ValidationError("Images are given by their numeric ids.") from None
+    ids = [i for i in ids if 0 < i < 2**31]  # anything else is no image: left alone like a missing one
     with session_scope() as s:
         role = authorize(s, who=reviewer, action="review.bulk")
         if not ids:

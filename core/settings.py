@@ -5,6 +5,7 @@ shows them; `describe()` is what the UI may display.
 """
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -93,7 +94,8 @@ class Settings(BaseSettings):
 
     @property
     def admin_identities(self) -> frozenset[str]:
-        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
+        # the same key as core.team.access.identity_key: trimmed, lower-cased, NFC
+        return frozenset(unicodedata.normalize("NFC", e.strip().lower()) for e in self.admin_emails.split(",") if e.strip())
 
     @property
     def auth_enabled(self) -> bool:

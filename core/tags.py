@@ -34,6 +34,8 @@ Z_MARGIN = 1.0  # ... and within this many of the subject's best tag (a margin o
 MIN_BACKGROUND = 8  # subjects of a type needed before the background means anything
 TAG_MARGIN = 0.06  # small sets: raw similarity within this of the subject's best tag
 MANUAL = "manual"
+# what apply_tag may tag, and the table holding each (core.vectors.embeddings.SUBJECT_TYPES)
+SUBJECT_TABLES = {"character": "character", "reference": "reference_image", "variation": "variation"}
 STARTER_FILE = Path(__file__).resolve().parent.parent / "prompts" / "tag_concepts.json"
 MAX_NAME = 60
 
@@ -184,11 +186,23 @@ def apply_tag(*, subject_type: str, subject_ids: list[int], tag_name: str, edito
     from core.team.audit import record
 
     name = _clean_name(tag_name)
+    table = SUBJECT_TABLES.get(subject_type) if isinstance(subject_type, str) else None
+    if table is None:
+        raise ValidationError(f"Only {', '.join(SUBJECT_TABLES)} can be tagged (not {str(subject_type)[:40]!r}).")
     if not subject_ids:
         raise ValidationError("Select something to tag first.")
-    ids = sorted(set(int(i) for i in subject_ids))
+    try:
+        ids = sorted(set(int(i) for i in subject_ids))
+    except (TypeError, ValueError):
+        raise ValidationError("Subjects to tag are given by their numeric ids.") from None
     with session_scope() as s:
         role = authorize(s, who=editor, action="tag.apply")
+        known = set(s.execute(sa.text(f"select id from {table} where id = any(cast(:ids as bigint[]))"),
+                              {"ids": ids}).scalars())
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise ValidationError(f"No {subject_type} with id {', '.join(map(str, missing[:5]))}"
+                                  f"{' …' if len(missing) > 5 else ''} (deleted meanwhile?); nothing was tagged.")
         tag_id = s.execute(sa.text("select id from tag_concept where name = :n"), {"n": name}).scalar()
         created = None
         if tag_id is None:

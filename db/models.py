@@ -37,8 +37,8 @@ class Style(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    created_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
-    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    created_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
+    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
     version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"))
 
 
@@ -61,8 +61,8 @@ class Character(SQLModel, table=True):
     version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    created_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
-    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    created_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
+    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
 
 
 class ReferenceImage(SQLModel, table=True):
@@ -86,11 +86,11 @@ class ReferenceImage(SQLModel, table=True):
     original_filename: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     position: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    created_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    created_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
     version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"),
                          description="Optimistic locking of caption / alt-text edits")
     updated_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
-    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    updated_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
     import_note: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""),
                              description="What the upload did on purpose, e.g. first frame of an animation kept")
 
@@ -109,7 +109,7 @@ class PromptVersion(SQLModel, table=True):
     template_name: str = Field(sa_column=sa.Column(sa.String(80), nullable=False, index=True))
     version: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     body: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    author: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    author: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
     note: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
     is_active: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
@@ -145,7 +145,7 @@ class AICall(SQLModel, table=True):
     job_id: int | None = None
     subject_type: str | None = Field(default=None, sa_column=sa.Column(sa.String(30)))
     subject_id: int | None = None
-    requested_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    requested_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
 
 
 RUN_ACTIVE = ("queued", "running")  # at most one such run per character (partial unique index)
@@ -161,7 +161,7 @@ class GenerationRun(SQLModel, table=True):
         sa_column=sa.Column(sa.Integer, sa.ForeignKey("character.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     status: str = Field(default="queued", sa_column=sa.Column(sa.String(12), nullable=False, server_default="queued"))
-    requested_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    requested_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
     provider: str = Field(default="", sa_column=sa.Column(sa.String(20), nullable=False, server_default=""))
     template_override: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
@@ -206,7 +206,7 @@ class Variation(SQLModel, table=True):
     reason_codes: list = Field(default_factory=list,
                                sa_column=sa.Column(postgresql.JSONB, nullable=False, server_default="[]"))
     review_note: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
-    reviewed_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(120)))
+    reviewed_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(254)))
     reviewed_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
     drift_score: float | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

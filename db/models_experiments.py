@@ -25,7 +25,7 @@ class Panel(SQLModel, table=True):
     character_ids: list = Field(default_factory=list, sa_column=sa.Column(postgresql.JSONB, nullable=False))
     slot_keys: list = Field(default_factory=list, sa_column=sa.Column(postgresql.JSONB, nullable=False))
     source: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
-    created_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    created_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
@@ -40,11 +40,11 @@ class Experiment(SQLModel, table=True):
     template_name: str = Field(sa_column=sa.Column(sa.String(80), nullable=False))
     arms: list = Field(default_factory=list, sa_column=sa.Column(postgresql.JSONB, nullable=False))
     cancelled: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()))
-    created_by: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    created_by: str = Field(default="", sa_column=sa.Column(sa.String(254), nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     promoted_arm: int | None = None
     promoted_version: int | None = None
-    promoted_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(120)))
+    promoted_by: str | None = Field(default=None, sa_column=sa.Column(sa.String(254)))
     promoted_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
 
 

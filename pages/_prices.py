@@ -50,7 +50,7 @@ def prices_view(*, who: str | None) -> None:
         if current is not None and current.source == "team" and b2.button("Back to the shipped default",
                                                                            key="price_reset"):
             try:
-                prices.reset_price(model=model, editor=who)
+                prices.reset_price(model=model, editor=who, expected_version=current.version)
                 flash(f"{model} is priced by the shipped default again.")
                 st.rerun()
             except Exception as err:

@@ -116,9 +116,10 @@ if stale.is_stale and not pending:
     s1.warning(f"This map is stale: {stale.summary()}. "
                + ("Place the new points with the fitted model, or recompute." if stale.needs_placement
                   else "Recompute it for an accurate layout."), icon="🕰️")
-    if stale.needs_placement and s2.button("Place new points", disabled=pending or not editor, key="map_place"):
+    if stale.needs_placement and s2.button("Place new points", disabled=pending or not editor or bool(why_not("map.build")),
+                                           help=why_not("map.build"), key="map_place"):
         try:
-            queued = projection.request_placement(projection_id=cur.id)
+            queued = projection.request_placement(projection_id=cur.id, editor=editor)
             flash("Placing new points in the background." if queued else "A map job for this set is already queued.",
                   "success" if queued else "info")
             st.rerun()

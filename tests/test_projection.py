@@ -92,7 +92,7 @@ def test_transform_places_new_and_changed_points_without_refitting():
     assert (st.new_ids, st.changed_ids, st.is_stale) == ([41, 42, 43], [5], True)
     assert "3 new embedding(s)" in st.summary() and "1 embedding(s) changed" in st.summary()
 
-    assert projection.request_placement(projection_id=p.id) is not None
+    assert projection.request_placement(projection_id=p.id, editor="Tess") is not None
     run_worker(queues=None)
     after = points(p.id)
     assert sorted(after) == list(range(1, 44))
@@ -111,7 +111,7 @@ def test_stale_when_many_points_were_transformed_or_embeddings_vanished():
     store(range(1, 21), clustered(20))
     p = fit_now()
     store(range(21, 31), clustered(10, seed=3))
-    projection.request_placement(projection_id=p.id)
+    projection.request_placement(projection_id=p.id, editor="Tess")
     run_worker(queues=None)
     st = projection.staleness(projection_id=p.id)
     assert not st.needs_placement and st.transform_share == pytest.approx(10 / 30)
@@ -151,7 +151,7 @@ def test_a_trivial_map_refits_when_points_arrive_and_pca_maps_transform():
     store([1], clustered(1))
     p = fit_now()
     store(range(2, 10), clustered(8, seed=2))
-    projection.request_placement(projection_id=p.id)
+    projection.request_placement(projection_id=p.id, editor="Tess")
     run_worker(queues=None)
     p = projection.get_projection(projection_id=p.id)
     assert p.method == "umap" and p.n_points == 9  # nothing to transform with: refitted
@@ -207,7 +207,7 @@ def test_small_maps_use_tsne_keep_neighbourhoods_and_place_new_points(settings_o
     assert trustworthiness(x, coords, n_neighbors=10, metric="cosine") > \
         trustworthiness(x, pca2, n_neighbors=10, metric="cosine")
     store(range(121, 124), clustered(3, seed=9))
-    projection.request_placement(projection_id=p.id)
+    projection.request_placement(projection_id=p.id, editor="Tess")
     run_worker(queues=None)
     placed = points(p.id)
     assert all(placed[i]["placed_by"] == "transform" for i in range(121, 124))

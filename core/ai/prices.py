@@ -47,6 +47,8 @@ def list_prices() -> list[PriceRow]:
 
 
 def _clean_rates(rates: dict[str, object]) -> dict[str, str]:
+    if not isinstance(rates, dict):
+        raise ValidationError(f"Rates are given per kind ({', '.join(RATE_KEYS)}), not as {type(rates).__name__}.")
     unknown = sorted(set(rates) - set(RATE_KEYS))
     if unknown:
         raise ValidationError(f"Unknown rate {', '.join(unknown)}: use {', '.join(RATE_KEYS)}.")
@@ -97,13 +99,22 @@ def set_price(*, model: str, rates: dict[str, object], editor: str, expected_ver
     return result
 
 
-def reset_price(*, model: str, editor: str) -> bool:
-    """Back to the shipped default (admin); False when the team had set nothing for `model`."""
+def reset_price(*, model: str, editor: str, expected_version: int | None = None) -> bool:
+    """Back to the shipped default (admin); False when the team had set nothing for `model`.
+    `expected_version` is the version the page showed: a price someone changed meanwhile is refused
+    (ConflictError), not thrown away."""
+    model = (model or "").strip()
+    if not MODEL_NAME.match(model):
+        raise ValidationError("Model name: letters, digits and . _ : / - only, at most 120 characters.")
     with session_scope() as s:
         role = authorize(s, who=editor, action="price.set")
+        s.execute(sa.text("select pg_advisory_xact_lock(hashtext('model_price:' || :m))"), {"m": model})
         row = s.get(ModelPrice, model)
         if row is None:
             return False
+        if expected_version is not None and expected_version != row.version:
+            raise ConflictError(f"The price of {model} was changed by {row.updated_by} since you opened it; "
+                                "reload to see it.")
         before = {"rates": row.rates}
         s.delete(row)
         record(s, who=editor, role=role, action="price.set", entity="price", entity_id=model, before=before,

@@ -8,6 +8,8 @@ LOCAL_ROLE when the server runs for one local user without sign-in.
 """
 from __future__ import annotations
 
+import unicodedata
+
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -71,8 +73,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
 
 
 def identity_key(who: str) -> str:
-    """The member-table key for a person: trimmed and lower-cased (e-mails are case-insensitive)."""
-    return (who or "").strip().lower()
+    """The member-table key for a person: trimmed, lower-cased (e-mails are case-insensitive) and in Unicode NFC,
+    so "josé" typed or sent precomposed or decomposed is one person (one role, one deactivation)."""
+    return unicodedata.normalize("NFC", (who or "").strip().lower())
 
 
 def rank(role: str) -> int:

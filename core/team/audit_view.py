@@ -14,11 +14,13 @@ from typing import Any
 
 from core.errors import ValidationError
 from core.review_votes import seal_trail
+from core.text import clean_line
 from core.team import audit
 from core.team.audit import AuditFilter
 from db.models_team import AuditEvent
 
 PAGE_SIZE = 50
+PAGE_SIZE_MAX = 1_000
 VALUE_MAX = 120  # characters of a before/after value shown inline; the rest is behind "full values"
 EMPTY = "∅"  # no value (before a create, after a delete)
 BLANK = "(empty)"  # an empty text or list, shown so it is not mistaken for a rendering gap
@@ -96,15 +98,37 @@ class Page:
         return self.first + len(self.rows) - 1 if self.rows else 0
 
 
+FILTER_TEXT_MAX = 500  # an actor, entity, action or entity id longer than this matches nothing anyway
+
+
+def _day(value: object, what: str) -> date | None:
+    """A form's date (a datetime counts as its day); ValidationError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    raise ValidationError(f"The {what} date must be a date (got {str(value)[:40]!r}).")
+
+
+def _text(value: object, field: str) -> str | None:
+    return clean_line(str(value), field=field, limit=FILTER_TEXT_MAX) or None if value not in (None, "") else None
+
+
 def make_filter(*, actor: str | None = None, entity: str | None = None, action: str | None = None,
                 since: date | None = None, until: date | None = None, entity_id: str | None = None) -> AuditFilter:
-    """Form values → AuditFilter. Dates are whole UTC days, both ends included."""
+    """Form values → AuditFilter. Dates are whole UTC days, both ends included (the last day the calendar
+    has means no end). Text that Postgres cannot compare (a NUL byte) or over-long is a ValidationError."""
+    since, until = _day(since, "start"), _day(until, "end")
     if since and until and until < since:
         raise ValidationError(f"The end date {until:%Y-%m-%d} is before the start date {since:%Y-%m-%d}.")
     return AuditFilter(
-        actor=actor or None, entity=entity or None, action=action or None, entity_id=entity_id or None,
+        actor=_text(actor, "Person"), entity=_text(entity, "Entity"), action=_text(action, "Action"),
+        entity_id=_text(entity_id, "Entity id"),
         since=datetime.combine(since, time.min, tzinfo=timezone.utc) if since else None,
-        until=datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc) if until else None)
+        until=datetime.combine(until + timedelta(days=1), time.min, tzinfo=timezone.utc)
+        if until and until < date.max else None)
 
 
 def short(value: Any, limit: int = VALUE_MAX) -> tuple[str, str]:
@@ -156,9 +180,15 @@ def to_row(event: AuditEvent, changes: dict[str, Any] | None = None) -> Row:
 
 def page_of(*, filters: AuditFilter, page: int = 1, page_size: int = PAGE_SIZE) -> Page:
     """One page of the trail, newest first; a page past the end shows the last one."""
+    try:
+        page, page_size = int(page), int(page_size)
+    except (TypeError, ValueError, OverflowError):
+        raise ValidationError(f"Page {str(page)[:20]!r} of size {str(page_size)[:20]!r} is not a page number.") from None
+    if not 1 <= page_size <= PAGE_SIZE_MAX:
+        raise ValidationError(f"A page holds 1 to {PAGE_SIZE_MAX} rows (asked for {page_size}).")
     total = audit.count(filters=filters)
     pages = max(1, math.ceil(total / page_size))
-    page = min(max(1, int(page)), pages)
+    page = min(max(1, page), pages)
     events = audit.events(filters=filters, limit=page_size, offset=(page - 1) * page_size)
     sealed = seal_trail(events, entity_of=lambda e: (e.entity, e.entity_id), changes_of=lambda e: e.changes)
     return Page([to_row(e, sealed.get(i)) for i, e in enumerate(events)], total, page, pages, page_size)

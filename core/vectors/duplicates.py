@@ -132,16 +132,35 @@ def _describe(keys: set[tuple[str, int]]) -> dict[tuple[str, int], Side]:
     return out
 
 
+IMAGE_TABLES = {"reference": "reference_image", "variation": "variation"}  # what a duplicate pair is made of
+
+
+def _side(side: object) -> tuple[str, int]:
+    """One image of a pair as (type, id); ValidationError for anything else."""
+    try:
+        subject_type, sid = side  # type: ignore[misc]
+        sid = int(sid)
+    except (TypeError, ValueError):
+        raise ValidationError(f"An image of a pair is (type, id), not {str(side)[:40]!r}.") from None
+    if subject_type not in IMAGE_TABLES or not 0 < sid < 2**31:
+        raise ValidationError(f"An image of a pair is a reference or variation with an id (not {str(side)[:40]!r}).")
+    return subject_type, sid
+
+
 def keep_both(*, a: tuple[str, int], b: tuple[str, int], editor: str) -> None:
     """Remember that a reviewer looked at this pair and wants both: it is no longer listed."""
     from core.team.access import authorize
     from core.team.audit import record
 
+    a, b = _side(a), _side(b)
     if a == b:
         raise ValidationError("A pair needs two different images.")
     pair = _ordered(a, b)
     with session_scope() as s:
         role = authorize(s, who=editor, action="duplicate.keep")
+        for subject_type, sid in (a, b):
+            if s.execute(sa.text(f"select 1 from {IMAGE_TABLES[subject_type]} where id = :i"), {"i": sid}).first() is None:
+                raise ValidationError(f"There is no {subject_type} #{sid} (deleted meanwhile?); nothing was kept.")
         added = s.execute(sa.text("insert into duplicate_kept (a_type, a_id, b_type, b_id, kept_by) values "
                                   "(:at, :ai, :bt, :bi, :by) on conflict do nothing returning a_id"),
                           dict(zip(("at", "ai", "bt", "bi"), pair), by=editor)).first()

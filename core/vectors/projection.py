@@ -395,14 +395,36 @@ def request_fit(*, space: str, subject_type: str, params: ProjectionParams, edit
     return get_projection(projection_id=pid)
 
 
-def request_placement(*, projection_id: int) -> int | None:
-    """Queue placing new/changed points on a ready map; None when a job for the set is already queued."""
-    from core import jobs
+def request_placement(*, projection_id: int, editor: str) -> int | None:
+    """Queue placing new/changed points on a ready map (editor role, like a fit); None when a job for the
+    set is already queued. The job and its audit row commit in one transaction (a refused or duplicate
+    request leaves neither)."""
+    from procrastinate.exceptions import AlreadyEnqueued
 
-    p = get_projection(projection_id=projection_id)
-    if p.status != "ready":
-        raise ValidationError("Only a finished map can take new points.")
-    return jobs.defer_projection(projection_id=p.id, space=p.space, subject_type=p.subject_type, mode="place")
+    from core import jobs
+    from core.team.access import authorize
+    from core.team.audit import record
+
+    if not editor:
+        raise ValidationError("Enter your name in the sidebar first.")
+    try:
+        with session_scope() as s:
+            role = authorize(s, who=editor, action="map.build")
+            p = s.get(Projection, projection_id)
+            if p is None:
+                raise NotFoundError(f"Map #{projection_id} does not exist (it may have been replaced by a newer one).")
+            if p.status != "ready":
+                raise ValidationError("Only a finished map can take new points.")
+            try:
+                job_id = jobs.defer_projection(projection_id=p.id, space=p.space, subject_type=p.subject_type,
+                                               mode="place", connection=s.connection().connection.driver_connection)
+            except AlreadyEnqueued:
+                raise _AlreadyQueued from None
+            record(s, who=editor, role=role, action="map.build", entity="projection", entity_id=p.id,
+                   label=f"placing new points on the {p.subject_type} map in {p.space}")
+    except _AlreadyQueued:
+        return None
+    return job_id
 
 
 def abandoned(p: Projection) -> bool:
