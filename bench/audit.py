@@ -116,10 +116,10 @@ def main() -> None:
     figures: dict[str, dict[str, float | int | str]] = {}
     print(f"{'case':<20} {'rows':>7}  {'first p50/p95 ms':>17}  {'deep p50/p95 ms':>16}  deep page  access path (deep)")
     for name, f in cases.items():
-        first = audit_view.page_of(filters=f, page=1)
+        first = audit_view.page_of(who="bench", filters=f, page=1)
         deep_page = max(1, first.pages // 2)
-        p50, p95 = timed(lambda f=f: audit_view.page_of(filters=f, page=1))
-        d50, d95 = timed(lambda f=f, p=deep_page: audit_view.page_of(filters=f, page=p))
+        p50, p95 = timed(lambda f=f: audit_view.page_of(who="bench", filters=f, page=1))
+        d50, d95 = timed(lambda f=f, p=deep_page: audit_view.page_of(who="bench", filters=f, page=p))
         path = access_path(engine, f, (deep_page - 1) * audit_view.PAGE_SIZE)
         figures[name] = {"rows": first.total, "first_p50_ms": round(p50, 1), "first_p95_ms": round(p95, 1),
                          "deep_page": deep_page, "deep_p50_ms": round(d50, 1), "deep_p95_ms": round(d95, 1),

@@ -37,7 +37,7 @@ until = c5.date_input("To (included)", value=None, key="audit_until", on_change=
 
 try:
     filters = audit_view.make_filter(actor=actor, entity=entity, action=action, since=since, until=until)
-    page = audit_view.page_of(filters=filters, page=st.session_state.get(PAGE_KEY, 1))
+    page = audit_view.page_of(who=who, filters=filters, page=st.session_state.get(PAGE_KEY, 1))
 except Exception as err:
     report(err)
     st.stop()

@@ -185,7 +185,7 @@ def test_a_first_vote_stays_hidden_on_the_audit_page_and_in_history_until_the_im
     review.decide(variation_id=ten[0], decision=R, reviewer="ann", reason_codes=["anatomy"], note="six fingers")
 
     def shown() -> tuple[list[str], list[str]]:
-        rows = audit_view.page_of(filters=audit_view.make_filter(entity="variation")).rows
+        rows = audit_view.page_of(who="adm", filters=audit_view.make_filter(entity="variation")).rows
         with session_scope() as s:
             character_id = s.get(Variation, ten[0]).character_id
         trail = [c.after_full for r in rows if r.entity_id == str(ten[0]) for c in r.changes if c.field == "vote"]

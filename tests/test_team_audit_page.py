@@ -116,7 +116,7 @@ def test_character_rows_link_to_the_character_and_viewers_are_refused():
                          entity_id=str(ch.id), label="Ayla", changes={"name": ["Aila", "Ayla"]}))
         s.add(AuditEvent(actor=EDITOR, role="editor", action="reference.add", entity="reference", entity_id="9",
                          label="a.png", changes={"character_id": [None, ch.id]}))
-    rows = audit_view.page_of(filters=audit_view.make_filter(actor=EDITOR)).rows
+    rows = audit_view.page_of(who=ADMIN, filters=audit_view.make_filter(actor=EDITOR)).rows
     links = {r.entity: r.link for r in rows}
     assert links["character"] == audit_view.Link("pages/characters.py", {"character": str(ch.id)}, "Open character")
     assert links["reference"].query_params == {"character": str(ch.id)}
@@ -137,3 +137,12 @@ def test_values_read_plainly_none_empty_lists_and_long_text():
     assert shown["active"] == ("true", "false")
     body = next(c for c in changes if c.field == "body")
     assert body.truncated and len(body.after) == audit_view.VALUE_MAX and body.after_full == "x " * 200
+
+
+def test_the_trail_is_refused_to_a_viewer_in_core_not_only_on_the_page():
+    from core.errors import PermissionDenied
+
+    _seed(n_days=1, per_day=5)
+    with pytest.raises(PermissionDenied, match="Reading the audit trail needs the editor role; you are a viewer."):
+        audit_view.page_of(who="viewer@example.com", filters=audit_view.make_filter())
+    assert audit_view.page_of(who=EDITOR, filters=audit_view.make_filter()).total == 5

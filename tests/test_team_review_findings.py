@@ -82,7 +82,7 @@ def test_placing_new_points_on_a_map_needs_the_editor_role_and_leaves_one_audit_
 def test_audit_filters_take_any_date_and_refuse_wrong_types_and_unstorable_text_clearly():
     f = audit_view.make_filter(since=date.min, until=date.max)  # was OverflowError (until + 1 day)
     assert f.until is None and f.since is not None
-    assert audit_view.page_of(filters=f).total == 0
+    assert audit_view.page_of(who="tess", filters=f).total == 0
     with pytest.raises(ValidationError, match="start date"):
         audit_view.make_filter(since="2026-01-01")
     with pytest.raises(ValidationError, match="end date"):
@@ -94,13 +94,13 @@ def test_audit_filters_take_any_date_and_refuse_wrong_types_and_unstorable_text_
         with pytest.raises(ValidationError):
             audit_view.make_filter(**bad)
     # an unknown entity or action is not an error: it matches nothing
-    assert audit_view.page_of(filters=audit_view.make_filter(entity="nope", action="no.such")).total == 0
+    assert audit_view.page_of(who="tess", filters=audit_view.make_filter(entity="nope", action="no.such")).total == 0
 
 
 @pytest.mark.parametrize("page,page_size", [(10**30, 50), ("2", 50), (1, 0), (1, -5), (1, 10**9), (float("inf"), 50)])
 def test_audit_paging_never_raises_a_raw_exception(page, page_size):
     try:
-        got = audit_view.page_of(filters=audit_view.make_filter(), page=page, page_size=page_size)
+        got = audit_view.page_of(who="tess", filters=audit_view.make_filter(), page=page, page_size=page_size)
     except ValidationError:
         return
     assert got.page == 1 and got.rows == []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from core.errors import ValidationError
+from core.errors import PermissionDenied, ValidationError
 from core.review_votes import seal_trail
 from core.text import clean_line
 from core.team import audit
@@ -178,8 +178,14 @@ def to_row(event: AuditEvent, changes: dict[str, Any] | None = None) -> Row:
                event.label, link_for(event), field_changes(changes if changes is not None else event.changes or {}))
 
 
-def page_of(*, filters: AuditFilter, page: int = 1, page_size: int = PAGE_SIZE) -> Page:
-    """One page of the trail, newest first; a page past the end shows the last one."""
+def page_of(*, who: str, filters: AuditFilter, page: int = 1, page_size: int = PAGE_SIZE) -> Page:
+    """One page of the trail, newest first; a page past the end shows the last one. The whole trail is for
+    editors and up (it names everyone's actions); checked here, so a script meets the same refusal."""
+    from core.team.access import refusal
+
+    refused = refusal(who=who, action="audit.view")
+    if refused:
+        raise PermissionDenied(refused)
     try:
         page, page_size = int(page), int(page_size)
     except (TypeError, ValueError, OverflowError):
