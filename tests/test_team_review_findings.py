@@ -22,20 +22,16 @@ from db.engine import session_scope
 from db.models import Character, Projection
 from db.models_team import AuditEvent, Member
 
-ADMIN, EDITOR, REVIEWER, VIEWER = "admin@example.com", "editor@example.com", "reviewer@example.com", "viewer@example.com"
+from tests.team import ADMIN, EDITOR, REVIEWER, VIEWER, add_team, last_audit_id
 
 
 @pytest.fixture(autouse=True)
 def team(tmp_path, settings_override):
     settings_override(streamlit_secrets_file=tmp_path / "absent.toml")
-    with session_scope() as s:
-        for who in (ADMIN, EDITOR, REVIEWER, VIEWER):
-            s.add(Member(identity=who, role=who.split("@")[0], created_by="test"))
+    add_team()
 
 
-def _last_id() -> int:
-    with session_scope() as s:
-        return s.execute(sa.select(sa.func.coalesce(sa.func.max(AuditEvent.id), 0))).scalar_one()
+_last_id = last_audit_id
 
 
 def _rows_since(mark: int) -> list[AuditEvent]:

@@ -23,19 +23,15 @@ from db.models_experiments import Experiment, ExperimentPick, Panel
 from db.models_team import AuditEvent, Member
 from tests.test_generation import run_worker
 
-ADMIN, EDITOR, REVIEWER, VIEWER = "admin@example.com", "editor@example.com", "reviewer@example.com", "viewer@example.com"
+from tests.team import ADMIN, EDITOR, REVIEWER, VIEWER, add_team, last_audit_id
 
 
 @pytest.fixture(autouse=True)
 def team():
-    with session_scope() as s:
-        for who in (ADMIN, EDITOR, REVIEWER, VIEWER):
-            s.add(Member(identity=who, role=who.split("@")[0], created_by="test"))
+    add_team()
 
 
-def _last_id() -> int:
-    with session_scope() as s:
-        return s.execute(sa.select(sa.func.coalesce(sa.func.max(AuditEvent.id), 0))).scalar_one()
+_last_id = last_audit_id
 
 
 def _rows_since(mark: int, *, action: str | None = None) -> list[AuditEvent]:
