@@ -13,8 +13,6 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +23,7 @@ from core.ai import ai_engine
 from core.ai.ai_functions import SlotImage
 from core.errors import NotFoundError, ValidationError, require
 from core.run_metadata import run_metadata
+from core.run_status import RunStatus, _latest_attempts, run_status, runs_for_character  # noqa: F401 (callers use generation.*)
 from core.fencing import Claim, SlotLost, claim_slot, enter_provider_call, variation_rel_path
 from core.media.images import make_thumbnail
 from core.ai.providers import get_provider
@@ -189,14 +188,6 @@ def _request_many_once(character_ids: list[int], requested_by: str,
             out.append(RunRequest(created[cid], True, ch.name))
             active[cid] = created[cid]  # the same id again in this request gets this run back, as not created
     return out
-
-
-def _latest_attempts(s, run_id: int) -> dict[str, Variation]:
-    rows = s.execute(sa.select(Variation).where(Variation.run_id == run_id).order_by(Variation.attempt)).scalars().all()
-    latest: dict[str, Variation] = {}
-    for v in rows:
-        latest[v.slot_key] = v
-    return latest
 
 
 def regenerate(*, run_id: int, requested_by: str, slot_keys: list[str] | None = None, failed_only: bool = False) -> list[int]:
@@ -374,41 +365,3 @@ def _maybe_finish_run(run_id: int, *, cancelled: bool = False) -> None:
                            json.dumps(meta, indent=2).encode())
     except OSError as err:
         log.error("could not write metadata.json for run %s: %s", run_id, err)
-
-
-# ---------------------------------------------------------------- status
-@dataclass(frozen=True)
-class RunStatus:
-    run_id: int
-    character_id: int
-    status: str
-    counts: dict[str, int]
-    slots: list[Variation]
-    created_at: datetime
-    finished_at: datetime | None
-    cost_usd: Decimal
-
-    @property
-    def active(self) -> bool:
-        return self.status in RUN_ACTIVE
-
-
-def run_status(*, run_id: int) -> RunStatus:
-    with session_scope() as s:
-        run = require(s.get(GenerationRun, run_id), f"Run #{run_id} does not exist.")
-        latest = _latest_attempts(s, run_id)
-        order = [slot.key for slot in shot_list()]
-        slots = sorted(latest.values(), key=lambda v: order.index(v.slot_key) if v.slot_key in order else 99)
-        all_cost = s.execute(sa.select(sa.func.coalesce(sa.func.sum(Variation.cost_usd), 0))
-                             .where(Variation.run_id == run_id)).scalar_one()
-    counts: dict[str, int] = {}
-    for v in slots:
-        counts[v.status] = counts.get(v.status, 0) + 1
-    return RunStatus(run.id, run.character_id, run.status, counts, slots, run.created_at, run.finished_at,
-                     Decimal(all_cost))
-
-
-def runs_for_character(*, character_id: int, limit: int = 20) -> list[GenerationRun]:
-    with session_scope() as s:
-        return list(s.execute(sa.select(GenerationRun).where(GenerationRun.character_id == character_id)
-                              .order_by(GenerationRun.id.desc()).limit(limit)).scalars().all())

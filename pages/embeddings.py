@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.vectors import embedding_status
 from core import jobs, tags
-from core.vectors import embedding_spaces, embeddings
+from core.vectors import embedding_requests, embedding_spaces, embeddings
 from core.team import access
 from core.text import escape_markdown as md
 from pages._common import flash, report, show_flashes, sidebar
@@ -42,7 +42,7 @@ def status_view() -> None:
     if st.button(f"Embed everything missing, stale or failed ({todo})", type="primary",
                  disabled=busy or todo == 0 or not editor or bool(why_not), key="embed_backfill", help=why_not):
         try:
-            queued = embeddings.request_backfill(editor=editor)
+            queued = embedding_requests.request_backfill(editor=editor)
             flash("Embedding queued: the table updates as the worker finishes." if queued
                   else "An embedding backfill is already queued.", "success" if queued else "info")
             st.rerun()
@@ -64,7 +64,7 @@ def status_view() -> None:
         if col.button(f"{label} ({len(ids)})", key=f"bulk_{status}", disabled=not ids or not editor or bool(why_not),
                       width="stretch", help=why_not):
             try:
-                embeddings.request_embed(subject_type=subject_type, ids=ids, spaces=[space], editor=editor,
+                embedding_requests.request_embed(subject_type=subject_type, ids=ids, spaces=[space], editor=editor,
                                          what=label.lower())
                 flash(f"{label}: {len(ids)} queued.")
                 st.rerun()

@@ -13,7 +13,7 @@ from core import characters, generation, media, references, tags
 from core.ai import ai_functions
 from core.characters import CharacterInput
 from core.errors import PermissionDenied
-from core.vectors import embeddings, projection
+from core.vectors import embedding_requests, embeddings, projection
 from core.vectors.projection import ProjectionParams
 from db.engine import session_scope
 from db.models_team import AuditEvent, Member
@@ -109,9 +109,9 @@ REFUSALS = {
         subject_type="character", subject_ids=[c[0].id], tag_name="brand new", editor=w)),
     "map": (VIEWER, "editor", lambda c, w: projection.request_fit(space="text-local", subject_type="character",
                                                                  params=FAST, editor=w)),
-    "embed": (REVIEWER, "editor", lambda c, w: embeddings.request_embed(
+    "embed": (REVIEWER, "editor", lambda c, w: embedding_requests.request_embed(
         subject_type="character", ids=[c[0].id], spaces=None, editor=w, what="re-embed stale")),
-    "backfill": (VIEWER, "editor", lambda c, w: embeddings.request_backfill(editor=w)),
+    "backfill": (VIEWER, "editor", lambda c, w: embedding_requests.request_backfill(editor=w)),
 }
 
 
@@ -287,7 +287,7 @@ def test_map_and_embedding_requests_are_audited_once_and_a_duplicate_request_wri
 
     ids = [cast[0].id, cast[1].id]
     mark = _last_id()
-    assert embeddings.request_embed(subject_type="character", ids=ids, spaces=None, editor=EDITOR,
+    assert embedding_requests.request_embed(subject_type="character", ids=ids, spaces=None, editor=EDITOR,
                                     what="re-embed stale") == 2
     row = _one(mark)
     assert (row.action, row.entity) == ("embedding.run", "embedding") and row.changes["ids"] == [None, ids]
@@ -296,9 +296,9 @@ def test_map_and_embedding_requests_are_audited_once_and_a_duplicate_request_wri
                                  "'character' and subject_id = any(:i)"), {"i": ids}).scalar_one() >= 2
 
     mark = _last_id()
-    assert embeddings.request_backfill(editor=EDITOR) is True
+    assert embedding_requests.request_backfill(editor=EDITOR) is True
     assert _one(mark).changes["request"] == [None, "backfill"]
-    assert embeddings.request_backfill(editor=EDITOR) is False  # one already waits: nothing written
+    assert embedding_requests.request_backfill(editor=EDITOR) is False  # one already waits: nothing written
     assert len(_new_rows(mark)) == 1
 
 
