@@ -7,13 +7,14 @@ long values are cut to one line, the full text is one click away.
 import streamlit as st
 
 from core.team import history
+from core.team.audit_view import Row
 from core.text import escape_markdown as md
+from pages._audit_rows import changes_block
 
 ENTITY_WORDS = {"character": "character", "reference": "reference image", "run": "run", "variation": "variation"}
-SHORT = 80
 
 
-def _subject(entry: history.HistoryEntry) -> str:
+def _subject(entry: Row) -> str:
     """What the row is about, when it is not the character itself ('reference image #12 · front.png')."""
     if entry.entity == "character":
         return ""
@@ -22,27 +23,11 @@ def _subject(entry: history.HistoryEntry) -> str:
     return f" · {word} #{entry.entity_id}" + (f" ({md(label)})" if label else "")
 
 
-def _entry(entry: history.HistoryEntry) -> None:
+def _entry(entry: Row) -> None:
     with st.container(border=True):
         role = f" ({entry.role})" if entry.role else ""
-        st.markdown(f"**{entry.at:%Y-%m-%d %H:%M:%S} UTC** · {md(entry.actor)}{md(role)} · "
-                    f"{md(entry.what)}{_subject(entry)}")
-        if not entry.changes:
-            st.caption("No field changed.")
-            return
-        cut = False
-        lines = []
-        for ch in entry.changes:
-            before, b_cut = history.short(ch.before, SHORT)
-            after, a_cut = history.short(ch.after, SHORT)
-            cut = cut or b_cut or a_cut
-            lines.append(f"- **{md(ch.field)}**: {md(before)} → {md(after)}")
-        st.markdown("\n".join(lines))
-        if cut:
-            with st.expander("Full values"):
-                for ch in entry.changes:
-                    st.caption(ch.field)
-                    st.text(f"before: {history.short(ch.before, 10**9)[0]}\nafter:  {history.short(ch.after, 10**9)[0]}")
+        st.markdown(f"**{entry.when}** · {md(entry.actor)}{md(role)} · {md(entry.what)}{_subject(entry)}")
+        changes_block(entry)
 
 
 def history_section(ch) -> None:

@@ -6,6 +6,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 
 from core.team import access, audit_view
 from core.text import escape_markdown as md
+from pages._audit_rows import changes_block
 from pages._common import report, sidebar
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,4 @@ for row in page.rows:
         head.markdown(f"**{md(row.action)}** · {md(row.entity_text)}  \n"
                       f"{row.when} · {md(row.actor)}" + (f" ({md(row.role)})" if row.role else ""))
         _link(row, link)
-        if row.changes:
-            lines = [f"- *{md(c.field)}*: {md(c.before)} → {md(c.after)}" for c in row.changes]
-            st.markdown("\n".join(lines))
-            long = [c for c in row.changes if c.truncated]
-            if long:
-                with st.expander("Full values"):
-                    for c in long:
-                        st.caption(f"{c.field}: before")
-                        st.code(c.before_full, language=None, wrap_lines=True)
-                        st.caption(f"{c.field}: after")
-                        st.code(c.after_full, language=None, wrap_lines=True)
-        else:
-            st.caption("No field changed.")
+        changes_block(row)

@@ -104,7 +104,7 @@ def test_real_writes_show_who_role_and_before_after_and_long_values_are_cut():
     at = _page()
     assert not at.exception
     assert _shown(at)[0].startswith("**style.update** · style #") and "admin@example.com (admin)" in _shown(at)[0]
-    change = next(m.value for m in at.markdown if m.value.startswith("- *prompt"))
+    change = next(m.value for m in at.markdown if m.value.startswith("- **prompt"))
     assert "∅" not in change and "…" in change and len(change) < 200  # the inline value is cut…
     assert any(c.value == long.strip() for c in at.code)  # …and the full one is behind "Full values"
 

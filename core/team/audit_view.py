@@ -72,6 +72,13 @@ class Row:
     changes: list[FieldChange]
 
     @property
+    def what(self) -> str:
+        """The action in words ('editing a character'), from the permission table."""
+        from core.team.access import ACTIONS
+
+        return ACTIONS.get(self.action, ("", self.action))[1]
+
+    @property
     def when(self) -> str:
         return f"{self.at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 

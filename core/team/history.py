@@ -9,14 +9,10 @@ character's history stays fast however long the whole trail grows; paged in SQL,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 import sqlalchemy as sa
 
 from core.review_votes import seal_trail
-from core.team.access import ACTIONS
+from core.team.audit_view import Row, to_row
 from db.engine import session_scope
 
 PAGE_SIZE = 25
@@ -56,68 +52,19 @@ cross join lateral (
 DELETED_REFERENCE_INDEX_NAME = "ix_audit_event_deleted_reference"
 
 
-@dataclass(frozen=True)
-class FieldChange:
-    field: str
-    before: Any
-    after: Any
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    id: int
-    at: datetime
-    actor: str
-    role: str
-    action: str
-    entity: str
-    entity_id: str
-    label: str
-    changes: list[FieldChange]
-
-    @property
-    def what(self) -> str:
-        """The action in words ('editing a character'), from the permission table."""
-        return ACTIONS.get(self.action, ("", self.action))[1]
-
-
-def _entry(row: Any, changes: dict[str, Any] | None = None) -> HistoryEntry:
-    changes = changes if changes is not None else row.changes or {}
-    fields = [FieldChange(k, *(v if isinstance(v, list) and len(v) == 2 else (None, v)))
-              for k, v in sorted(changes.items())]
-    return HistoryEntry(row.id, row.at, row.actor, row.role, row.action, row.entity, row.entity_id, row.label,
-                        fields)
-
-
-def character_history(*, character_id: int, limit: int = PAGE_SIZE, offset: int = 0) -> list[HistoryEntry]:
+def character_history(*, character_id: int, limit: int = PAGE_SIZE, offset: int = 0) -> list[Row]:
     """One page of a character's history, newest first (its own edits and those of its references,
-    runs and variations, including references deleted since)."""
+    runs and variations, including references deleted since), shaped like the Audit page's rows."""
     if limit < 1 or offset < 0:
         raise ValueError("limit must be positive and offset not negative")
     with session_scope() as s:
         rows = s.execute(sa.text(_ROWS), {"c": int(character_id), "cs": str(int(character_id)), "n": limit,
                                           "o": offset, "upto": limit + offset}).all()
     sealed = seal_trail(rows, entity_of=lambda r: (r.entity, r.entity_id), changes_of=lambda r: r.changes)
-    return [_entry(r, sealed.get(i)) for i, r in enumerate(rows)]
+    return [to_row(r, sealed.get(i)) for i, r in enumerate(rows)]
 
 
 def count_character_history(*, character_id: int) -> int:
     """How many audit rows a character's history has (for the pager)."""
     with session_scope() as s:
         return int(s.execute(sa.text(_COUNT), {"c": int(character_id), "cs": str(int(character_id))}).scalar_one())
-
-
-def short(value: Any, limit: int = 80) -> tuple[str, bool]:
-    """A value as one readable line, cut to `limit` characters; True when it was cut (show the rest on expand)."""
-    if value is None:
-        text = "—"
-    elif isinstance(value, list):
-        text = ", ".join(str(v) for v in value) or "(none)"
-    elif isinstance(value, dict):
-        text = ", ".join(f"{k}: {v}" for k, v in value.items()) or "(none)"
-    elif isinstance(value, bool):
-        text = "yes" if value else "no"
-    else:
-        text = str(value) if str(value) != "" else "(empty)"
-    text = " ".join(text.split())
-    return (text, False) if len(text) <= limit else (text[: limit - 1] + "…", True)
