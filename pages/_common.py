@@ -224,7 +224,25 @@ def sidebar() -> str | None:
             st.info("**Offline mode**: no OpenAI key configured; AI features use the offline provider.", icon="📴")
         else:
             st.success("OpenAI key configured.", icon="🔑")
+    # the role this rerun acts with, read once: every disabled button's reason on the page comes from it
+    st.session_state[ROLE_THIS_RUN] = (name, person.role if name and person.identity == name else None)
     return name
+
+
+ROLE_THIS_RUN = "_role_this_run"
+NAMELESS = "Enter your name in the sidebar first."
+
+
+def why_not(who: str | None, action: str, *, nameless: str | None = None) -> str | None:
+    """Why `who` may not do `action` (a disabled button's help), None when they may; `nameless` when nobody
+    is named yet. Uses the role sidebar() read for this rerun (one query per rerun, not one per button); it is
+    only a hint: core refuses the write itself whatever the page shows."""
+    if not who:
+        return nameless
+    known, role = st.session_state.get(ROLE_THIS_RUN, (None, None))
+    if known != who or role is None:
+        role = access.role_now(who=who)
+    return None if access.allowed(role, action) else access.refusal_message(role, action)
 
 
 def flash(message: str, kind: str = "success") -> None:
@@ -281,7 +299,7 @@ def demo_cast_button(editor: str | None, *, key: str) -> None:
     """The one-click demo cast for an empty workbench (Overview and Characters pages)."""
     from core.demo import load_demo_cast
 
-    refused = access.refusal(who=editor, action="demo.load") if editor else None
+    refused = why_not(editor, "demo.load")
     if st.button("Load demo cast", type="primary", disabled=not editor or bool(refused), key=key, help=refused):
         try:
             with st.spinner("Creating the demo cast…"):

@@ -4,8 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.ai import prices
-from core.team import access
-from pages._common import flash, report
+from pages._common import flash, report, why_not
 
 NEW = "➕ another model…"
 
@@ -21,7 +20,7 @@ def prices_view(*, who: str | None) -> None:
             hide_index=True, width="stretch",
             column_config={label: st.column_config.NumberColumn(format="$%.4f") for label in prices.RATE_LABELS.values()},
         )
-        refused = access.refusal(who=who, action="price.set") if who else "Enter your name to change prices."
+        refused = why_not(who, "price.set", nameless="Enter your name to change prices.")
         if refused:
             st.caption(f"🔒 {refused}")
             return

@@ -9,9 +9,8 @@ import streamlit as st
 from core import references
 from core.ai import ai_functions
 from core.errors import ConflictError, WorkbenchError
-from core.team import access
 from core.text import escape_markdown as md
-from pages._common import flash, media_path, report, show_flashes
+from pages._common import flash, media_path, report, show_flashes, why_not
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def flash_upload_error(err: Exception, character_id: int) -> None:
 def reference_section(ch, *, editor: str | None) -> None:
     refs = references.list_references(character_id=ch.id)
     # what this person's role cannot do is greyed out with the reason; core refuses a crafted rerun anyway
-    why = {a: access.refusal(who=editor, action=a) if editor else None
+    why = {a: why_not(editor, a)
            for a in ("reference.add", "reference.update", "reference.delete", "ai.call")}
     can_add = bool(editor) and not ch.archived and why["reference.add"] is None
     add_cols = st.columns(2)

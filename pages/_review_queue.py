@@ -11,19 +11,16 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from core import generation, references, review
-from core.team.access import refusal
 from core.text import escape_markdown as md
 from core.vectors import drift
-from pages._common import flash, media_path, report
+from pages._common import flash, media_path, report, why_not
 
 QUEUE_LIST = 50  # queue entries listed under the current image
 
 
 def refused(who: str | None, action: str) -> str | None:
     """Why `who` may not do `action` (None = allowed): the disabled button's help."""
-    if not who:
-        return "Enter your name in the sidebar to review."
-    return refusal(who=who, action=action)
+    return why_not(who, action, nameless="Enter your name in the sidebar to review.")
 
 
 def _shown_at(variation_id: int) -> datetime:

@@ -7,9 +7,8 @@ import streamlit as st
 from core import generation
 from core.ai.prompt_text import clip_words
 from core.shots import shot_list
-from core.team import access
 from core.text import escape_markdown as md
-from pages._common import flash, media_path, report
+from pages._common import flash, media_path, report, why_not
 
 RUN_WATCH_S = 5  # how often an idle Variations tab looks for a run started elsewhere
 SLOT_CARD_PX = 160  # a slot card: wide enough for the longest word of a slot label
@@ -22,14 +21,14 @@ def variations_section(ch, *, editor: str | None, visible: bool) -> None:
     runs = generation.runs_for_character(character_id=ch.id)
     active = next((r for r in runs if r.status in generation.RUN_ACTIVE), None)
     c1, c2 = st.columns([2, 3])  # the button's label fits at 1024 px
-    why_not = access.refusal(who=editor, action="generation.request") if editor else None
+    refused = why_not(editor, "generation.request")
     slot = c1.empty()
     if active is not None:
         slot.button(f"⏳ Run #{active.id} {'queued' if active.status == 'queued' else 'generating'}…", disabled=True,
                     key=f"generate_busy_{ch.id}", help="One run at a time per character.")
-    elif slot.button("🎬 Generate variations", type="primary", disabled=not editor or ch.archived or bool(why_not),
+    elif slot.button("🎬 Generate variations", type="primary", disabled=not editor or ch.archived or bool(refused),
                      key=f"generate_{ch.id}",
-                     help=why_not or "Ten slots from the shot list, generated in the background."):
+                     help=refused or "Ten slots from the shot list, generated in the background."):
         # drawn before the slow part (ten jobs are deferred): the editor sees the click land at once
         slot.button("⏳ Queuing…", disabled=True, key=f"generate_queuing_{ch.id}")
         try:
@@ -104,8 +103,8 @@ def run_panel(run_id: int, *, editor: str | None, live: bool, archived: bool, wa
                     st.caption(f":red[{md(clip_words(v.error, 160))}]")
         b1, b2, b3 = st.columns(3)
         if status.active:
-            why_not = access.refusal(who=editor, action="generation.cancel") if editor else None
-            if b1.button("Cancel run", key=f"cancel_{run_id}", disabled=not editor or bool(why_not), help=why_not):
+            refused = why_not(editor, "generation.cancel")
+            if b1.button("Cancel run", key=f"cancel_{run_id}", disabled=not editor or bool(refused), help=refused):
                 try:
                     n = generation.cancel_run(run_id=run_id, requested_by=editor)
                     flash(f"Run #{run_id} cancelled ({n} pending slot(s) stopped).")
@@ -113,9 +112,9 @@ def run_panel(run_id: int, *, editor: str | None, live: bool, archived: bool, wa
                 except Exception as err:
                     report(err)
         elif status.status != "completed" or status.counts.get("failed"):
-            why_not = access.refusal(who=editor, action="generation.regenerate") if editor else None
-            if b1.button("Retry failed slots", key=f"retry_{run_id}", disabled=not editor or archived or bool(why_not),
-                         help=why_not):
+            refused = why_not(editor, "generation.regenerate")
+            if b1.button("Retry failed slots", key=f"retry_{run_id}", disabled=not editor or archived or bool(refused),
+                         help=refused):
                 try:
                     n = len(generation.regenerate(run_id=run_id, requested_by=editor, failed_only=True))
                     flash(f"{n} slot(s) queued again.")

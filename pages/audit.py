@@ -4,10 +4,10 @@ import logging
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from core.team import access, audit_view
+from core.team import audit_view
 from core.text import escape_markdown as md
 from pages._audit_rows import changes_block
-from pages._common import report, sidebar
+from pages._common import NAMELESS, report, sidebar, why_not
 
 log = logging.getLogger(__name__)
 PAGE_KEY = "audit_page"
@@ -15,7 +15,7 @@ ANY = None
 
 who = sidebar()
 st.title("🧾 Audit trail")
-why = access.refusal(who=who, action="audit.view") if who else "Enter your name in the sidebar first."
+why = why_not(who, "audit.view", nameless=NAMELESS)
 if why:
     st.warning(why, icon="🔒")
     st.stop()

@@ -5,10 +5,9 @@ import streamlit as st
 
 from core import characters, generation, references, review, styles
 from core.ai import ai_functions
-from core.team import access
 from core.vectors import embedding_spaces, similarity
 from core.text import escape_markdown as md
-from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar
+from pages._common import demo_cast_button, flash, media_path, report, show_flashes, sidebar, why_not
 from pages._history import history_section
 from pages._references import flash_upload_error, reference_section
 from pages._variations import variations_section
@@ -23,10 +22,8 @@ editor = sidebar()
 show_flashes()
 
 
-def why_not(action: str) -> str | None:
-    """Why this person's role cannot do `action` (a disabled button's help), None when it can.
-    Only a hint: core refuses the write itself whatever the page shows."""
-    return access.refusal(who=editor, action=action) if editor else None
+def _why_not(action: str) -> str | None:
+    return why_not(editor, action)
 
 style_list = styles.list_styles()
 style_names = {s.id: s.name for s in style_list}
@@ -95,7 +92,7 @@ def detail_view(character_id: int) -> None:
 
     tab_details, tab_refs, tab_vars, tab_hist = st.tabs(["Details", "Reference images", "Variations", "History"],
                                                         key=f"char_tabs_{ch.id}", on_change="rerun")
-    no_edit, no_archive, no_ai = why_not("character.update"), why_not("character.archive"), why_not("ai.call")
+    no_edit, no_archive, no_ai = _why_not("character.update"), _why_not("character.archive"), _why_not("ai.call")
     with tab_details:
         name_key = f"edit_name_{ch.id}_{version}"
         st.session_state.setdefault(name_key, ch.name)
@@ -210,7 +207,7 @@ def create_form(*, expanded: bool) -> None:
             key=f"new_files_{nonce}",
         )
         b1, b2 = st.columns([1, 1])
-        no_create, no_ai = why_not("character.create"), why_not("ai.call")
+        no_create, no_ai = _why_not("character.create"), _why_not("ai.call")
         if b2.button("✨ Suggest names", key="suggest_new", disabled=not editor or bool(no_ai),
                      help=no_ai or "From the description, traits and style (offline: a seeded name generator)."):
             _suggest_names(description=description, traits=characters.parse_traits(traits), style_id=style_id,
@@ -278,7 +275,7 @@ def list_view() -> None:
         page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="char_page")
     g1, g2 = st.columns([3, 2])
     g1.caption(f"{len(rows)} character(s)")
-    no_generate = why_not("generation.request")
+    no_generate = _why_not("generation.request")
     if g2.button(f"🎬 Generate for all {len(rows)} shown", key="generate_shown", disabled=not editor or bool(no_generate),
                  help=no_generate or "Queues a ten-slot run for every active character in this list."):
         try:

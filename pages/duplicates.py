@@ -3,10 +3,9 @@ import streamlit as st
 
 from core import characters
 from core.vectors import duplicates
-from core.team.access import refusal
 from core.text import escape_markdown as md
 from core.vectors.embedding_spaces import SPACE_LABELS, image_space
-from pages._common import flash, media_path, report, show_flashes, sidebar
+from pages._common import NAMELESS, flash, media_path, report, show_flashes, sidebar, why_not
 
 editor = sidebar()
 st.title("👯 Duplicates")
@@ -48,8 +47,8 @@ def _side(col, side) -> None:
         col.caption(f"reference #{side.subject_id}")
 
 
-reject_refused = refusal(who=editor, action="review.bulk") if editor else "Enter your name in the sidebar first."
-keep_refused = refusal(who=editor, action="duplicate.keep") if editor else "Enter your name in the sidebar first."
+reject_refused = why_not(editor, "review.bulk", nameless=NAMELESS)
+keep_refused = why_not(editor, "duplicate.keep", nameless=NAMELESS)
 for n, pair in enumerate(pairs):
     key = f"{pair.a.subject_type}{pair.a.subject_id}_{pair.b.subject_type}{pair.b.subject_id}"
     with st.container(border=True, key=f"dup_pair_{n}"):

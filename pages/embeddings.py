@@ -5,9 +5,8 @@ import streamlit as st
 from core.vectors import embedding_status
 from core import jobs, tags
 from core.vectors import embedding_requests, embedding_spaces, embeddings
-from core.team import access
 from core.text import escape_markdown as md
-from pages._common import flash, report, show_flashes, sidebar
+from pages._common import flash, report, show_flashes, sidebar, why_not
 
 editor = sidebar()
 st.title("🧬 Embeddings")
@@ -38,9 +37,9 @@ def status_view() -> None:
                                 **{k: r[k] for k in ("total",) + embeddings.STATUS_ORDER}} for r in overview]),
                  hide_index=True, width="stretch")
     todo = total - done - sum(r["queued"] for r in overview)
-    why_not = access.refusal(who=editor, action="embedding.run") if editor else None
+    refused = why_not(editor, "embedding.run")
     if st.button(f"Embed everything missing, stale or failed ({todo})", type="primary",
-                 disabled=busy or todo == 0 or not editor or bool(why_not), key="embed_backfill", help=why_not):
+                 disabled=busy or todo == 0 or not editor or bool(refused), key="embed_backfill", help=refused):
         try:
             queued = embedding_requests.request_backfill(editor=editor)
             flash("Embedding queued: the table updates as the worker finishes." if queued
@@ -61,8 +60,8 @@ def status_view() -> None:
     actions = (("missing", "Embed missing"), ("stale", "Re-embed stale"), ("failed", "Retry failed"))
     for col, (status, label) in zip(st.columns(len(actions)), actions):
         ids = by_status[status]
-        if col.button(f"{label} ({len(ids)})", key=f"bulk_{status}", disabled=not ids or not editor or bool(why_not),
-                      width="stretch", help=why_not):
+        if col.button(f"{label} ({len(ids)})", key=f"bulk_{status}", disabled=not ids or not editor or bool(refused),
+                      width="stretch", help=refused):
             try:
                 embedding_requests.request_embed(subject_type=subject_type, ids=ids, spaces=[space], editor=editor,
                                          what=label.lower())
@@ -81,9 +80,7 @@ def status_view() -> None:
 
 
 def tags_view() -> None:
-    from core.team import access  # imported here: this tab's code is kept apart from the Status tab's
-
-    no_tags = access.refusal(who=editor, action="tag.create") if editor else None  # tag definitions: admin
+    no_tags = why_not(editor, "tag.create")  # tag definitions: admin
     st.caption(f"A tag is a concept with a description. A character or image gets a tag when it stands out for "
                f"that tag: at least {tags.Z_MIN:g} standard deviations above the tag's similarity to the rest of its "
                f"kind, and close to its own best tag (at most {tags.MAX_AUTO_TAGS}), so a tag marks the few that fit "

@@ -8,8 +8,7 @@ from core.ai import prompt_registry
 from core.experiments import ArmSpec
 from core.generation import REASON_CODES
 from core.shots import shot_list
-from core.team import access
-from pages._common import flash, media_path, report, show_flashes, sidebar
+from pages._common import flash, media_path, report, show_flashes, sidebar, why_not
 
 editor = sidebar()
 st.title("🧪 Experiments")
@@ -18,8 +17,7 @@ show_flashes()
 
 
 def _why_not(action: str) -> str | None:
-    """The refusal core would give this person for `action` (None = allowed or no name yet): a button's help."""
-    return access.refusal(who=editor, action=action) if editor else None
+    return why_not(editor, action)
 
 
 SLOTS = {s.key: s.label for s in shot_list()}

@@ -9,9 +9,8 @@ from core import review, tags
 from core.vectors import map_view, projection
 from core.generation import REASON_CODES
 from core.vectors.projection import ProjectionParams
-from core.team import access
 from core.text import escape_markdown as md
-from pages._common import flash, media_path, report, show_flashes, sidebar
+from pages._common import flash, media_path, report, show_flashes, sidebar, why_not
 
 GRID_PER_PAGE = 24
 METHOD_LABELS = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
@@ -19,12 +18,10 @@ GRID_COLUMNS = 6
 SEL_KEY = "map_selection"  # {"sig": figure signature, "ids": [...]}: survives a redrawn figure
 
 editor = sidebar()
-role = access.role_now(who=editor) if editor else access.NO_ROLE
 
 
-def why_not(action: str) -> str | None:
-    """A disabled button's reason (None: the role may do it); core refuses the write itself anyway."""
-    return None if not editor or access.allowed(role, action) else access.refusal_message(role, action)
+def _why_not(action: str) -> str | None:
+    return why_not(editor, action)
 
 
 st.title("🗺️ Map")
@@ -64,8 +61,8 @@ with st.expander("Map parameters and recompute", expanded=cur is None and not pe
     metric = p3.selectbox("metric", projection.METRICS,
                           index=projection.METRICS.index(base.metric) if base else 0, key="map_metric")
     label = "Recompute map" if cur else "Compute map"
-    if st.button(label, type="primary", disabled=pending or not editor or bool(why_not("map.build")),
-                 key="map_compute", help=why_not("map.build")):
+    if st.button(label, type="primary", disabled=pending or not editor or bool(_why_not("map.build")),
+                 key="map_compute", help=_why_not("map.build")):
         try:
             req = projection.request_fit(space=space, subject_type=subject_type, editor=editor,
                                          params=ProjectionParams(n_neighbors=n_neighbors, min_dist=min_dist,
@@ -116,8 +113,8 @@ if stale.is_stale and not pending:
     s1.warning(f"This map is stale: {stale.summary()}. "
                + ("Place the new points with the fitted model, or recompute." if stale.needs_placement
                   else "Recompute it for an accurate layout."), icon="🕰️")
-    if stale.needs_placement and s2.button("Place new points", disabled=pending or not editor or bool(why_not("map.build")),
-                                           help=why_not("map.build"), key="map_place"):
+    if stale.needs_placement and s2.button("Place new points", disabled=pending or not editor or bool(_why_not("map.build")),
+                                           help=_why_not("map.build"), key="map_place"):
         try:
             queued = projection.request_placement(projection_id=cur.id, editor=editor)
             flash("Placing new points in the background." if queued else "A map job for this set is already queued.",
@@ -208,8 +205,8 @@ st.subheader(f"{len(selected)} selected")
 a_tag, a_review, a_export = st.columns([2, 2, 1])
 with a_tag:
     tag_name = st.text_input("Tag", key="map_tag_name", placeholder="e.g. winter palette")
-    if st.button(f"Tag {len(selected)}", disabled=not editor or bool(why_not("tag.apply")), key="map_tag_apply",
-                 help=why_not("tag.apply") or "A tag that does not exist yet is created (admin role)."):
+    if st.button(f"Tag {len(selected)}", disabled=not editor or bool(_why_not("tag.apply")), key="map_tag_apply",
+                 help=_why_not("tag.apply") or "A tag that does not exist yet is created (admin role)."):
         try:
             n = tags.apply_tag(subject_type=subject_type, subject_ids=selected, tag_name=tag_name, editor=editor)
             flash(f"Tagged {n} with “{md(tag_name.strip())}”.")
@@ -219,8 +216,8 @@ with a_tag:
 with a_review:
     if subject_type == "variation":
         b1, b2 = st.columns(2)
-        if b1.button(f"Approve {len(selected)}", disabled=not editor or bool(why_not("review.bulk")),
-                     key="map_approve", help=why_not("review.bulk")):
+        if b1.button(f"Approve {len(selected)}", disabled=not editor or bool(_why_not("review.bulk")),
+                     key="map_approve", help=_why_not("review.bulk")):
             try:
                 n = review.bulk_approve(variation_ids=selected, reviewer=editor)
                 flash(f"Approved {n} (only completed, unreviewed images change).")
@@ -229,8 +226,8 @@ with a_review:
                 report(err)
         reasons = st.multiselect("Reject reasons", list(REASON_CODES), format_func=REASON_CODES.get,
                                  key="map_reject_reasons")
-        if b2.button(f"Reject {len(selected)}", disabled=not editor or not reasons or bool(why_not("review.bulk")),
-                     key="map_reject", help=why_not("review.bulk")
+        if b2.button(f"Reject {len(selected)}", disabled=not editor or not reasons or bool(_why_not("review.bulk")),
+                     key="map_reject", help=_why_not("review.bulk")
                      or "Pick at least one reason first: it goes into the next attempt's prompt."):
             try:
                 n = review.bulk_reject(variation_ids=selected, reviewer=editor, reason_codes=reasons)

@@ -4,12 +4,12 @@ import streamlit as st
 from core.settings import get_settings
 from core.team import access, members
 from core.text import escape_markdown as md
-from pages._common import flash, report, show_flashes, sidebar
+from pages._common import NAMELESS, flash, report, show_flashes, sidebar, why_not
 
 who = sidebar()
 st.title("👥 Members")
 show_flashes()
-why = access.refusal(who=who, action="member.manage") if who else "Enter your name in the sidebar first."
+why = why_not(who, "member.manage", nameless=NAMELESS)
 if why:
     st.warning(why, icon="🔒")
     st.stop()

@@ -7,15 +7,14 @@ import streamlit as st
 from core import characters
 from core.ai import ai_functions, prompt_registry
 from core.shots import shot_list
-from core.team import access
-from pages._common import flash, media_path, report, show_flashes, sidebar
+from pages._common import flash, media_path, report, show_flashes, sidebar, why_not
 
 editor = sidebar()
 st.title("📝 Prompts")
 show_flashes()
 # editors save drafts; only admins make a version the one in use (core refuses either way)
-no_save = access.refusal(who=editor, action="prompt.save") if editor else None
-no_activate = access.refusal(who=editor, action="prompt.activate") if editor else None
+no_save = why_not(editor, "prompt.save")
+no_activate = why_not(editor, "prompt.activate")
 
 templates = prompt_registry.list_templates()
 st.dataframe(

@@ -2,15 +2,14 @@
 import streamlit as st
 
 from core import styles
-from core.team import access
 from core.text import escape_markdown as md
-from pages._common import flash, report, show_flashes, sidebar
+from pages._common import flash, report, show_flashes, sidebar, why_not
 
 editor = sidebar()
 st.title("🎨 Styles")
 show_flashes()
 # styles are shared vocabulary (admin); core refuses anyway, the buttons say why before a click
-no_edit = access.refusal(who=editor, action="style.update") if editor else None
+no_edit = why_not(editor, "style.update")
 
 all_styles = styles.list_styles()
 if all_styles:
